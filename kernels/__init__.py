@@ -1,0 +1,1 @@
+"""Attention kernels (Pallas, with a plain-JAX reference). Depends on jax alone."""

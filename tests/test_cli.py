@@ -1,0 +1,29 @@
+import pathlib
+
+from reference_tokenizer import reference_tokens
+
+from codonnt_eqx import read_fasta
+from codonnt_eqx._cli import main
+
+EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta"
+
+
+def test_tokenize_summarises_the_example(capsys):
+    assert main(["tokenize", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    records = read_fasta(EXAMPLE)
+    bases = sum(len(r.sequence) for r in records)
+    tokens = sum(len(reference_tokens(r.sequence, 3)) for r in records)
+    n = sum(r.sequence.count("N") for r in records)
+    assert f"{len(records)} sequences, {bases} bases -> {tokens} tokens" in out
+    assert f"{n} N" in out
+    for r in records:
+        assert r.name in out
+
+
+def test_bad_input_exits_with_a_message(tmp_path, capsys):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\nACGTXACGT\n")
+    assert main(["tokenize", str(bad)]) == 1
+    assert "position 4: invalid character 'X'" in capsys.readouterr().err
+    assert main(["tokenize", str(tmp_path / "missing.fa")]) == 1

@@ -1,1 +1,11 @@
-"""Attention kernels (Pallas, with a plain-JAX reference). Depends on jax alone."""
+"""Attention kernels: Pallas flash attention (GPU via Triton, TPU via Mosaic, interpret mode on
+CPU) and a plain-JAX reference with identical semantics. Depends on jax alone."""
+
+# Imported eagerly: on jax 0.11+ its lazy import during the first interpret-mode call adds a
+# trace-context entry and makes the second call recompile.
+import jax.experimental.pallas.tpu  # noqa: F401
+
+from ._attention import attention as attention
+from ._blocks import BlockSizes as BlockSizes
+from ._flash import flash_attention as flash_attention
+from ._reference import reference_attention as reference_attention

@@ -1,0 +1,156 @@
+"""`flash_attention`: padding, the custom VJP, and the choice of backend kernel."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.ad_checkpoint import checkpoint_name
+
+from . import _mosaic_tpu, _triton
+from ._blocks import DEFAULT_BLOCK_SIZES, BlockSizes
+
+_KERNELS = {"gpu": _triton, "tpu": _mosaic_tpu}
+_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    backend: str
+    scale: float
+    blocks: BlockSizes
+    precision: Any
+    interpret: Any
+
+
+def _forward_impl(cfg: _Config, q, k, v, lengths):
+    return _KERNELS[cfg.backend].forward(
+        q, k, v, lengths,
+        scale=cfg.scale, blocks=cfg.blocks, precision=cfg.precision, interpret=cfg.interpret,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention(cfg: _Config, q, k, v, lengths):
+    return _forward_impl(cfg, q, k, v, lengths)[0]
+
+
+def _attention_fwd(cfg: _Config, q, k, v, lengths):
+    o, lse = _forward_impl(cfg, q, k, v, lengths)
+    o, lse = checkpoint_name(o, "attn_out"), checkpoint_name(lse, "attn_lse")
+    return o, (q, k, v, lengths, o, lse)
+
+
+def _attention_bwd(cfg: _Config, residuals, do):
+    q, k, v, lengths, o, lse = residuals
+    # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
+    delta = jnp.einsum("blhd,blhd->bhl", o.astype(jnp.float32), do.astype(jnp.float32))
+    dq, dk, dv = _KERNELS[cfg.backend].backward(
+        q, k, v, lengths, do, lse, delta[..., None],
+        scale=cfg.scale, blocks=cfg.blocks, precision=cfg.precision, interpret=cfg.interpret,
+    )
+    return dq, dk, dv, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _run(backend: str, interpret, q, k, v, lengths, *, scale, block_sizes, precision):
+    """Pad to the backend's tile grid, run the kernels, and cut the padding off."""
+    blocks = block_sizes.get(backend, DEFAULT_BLOCK_SIZES[backend])
+    blocks.check(backend)
+    _, length, _, head_dim = q.shape
+    padded_length = -(-length // blocks.multiple) * blocks.multiple
+    padded_dim = max(16, _next_power_of_two(head_dim))
+    pad = ((0, 0), (0, padded_length - length), (0, 0), (0, padded_dim - head_dim))
+    if precision is None and q.dtype == jnp.float32:
+        precision = lax.Precision.HIGHEST  # Triton would silently use TF32 otherwise
+    cfg = _Config(backend, scale, blocks, precision, interpret)
+    out = _attention(cfg, *(jnp.pad(x, pad) for x in (q, k, v)), lengths)
+    return out[:, :length, :, :head_dim]
+
+
+def flash_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    kv_lengths: jax.Array | None = None,
+    *,
+    scale: float | None = None,
+    block_sizes: BlockSizes | Mapping[str, BlockSizes] | None = None,
+    precision: Any = None,
+    backend: Literal["gpu", "tpu"] | None = None,
+    interpret: Any = None,
+) -> jax.Array:
+    """Memory-efficient bidirectional self-attention with key padding (Pallas kernels).
+
+    **Arguments:**
+
+    - `q, k, v`: [batch, length, heads, head_dim], float32, bfloat16 or float16 (accumulation
+      is float32). Any length; head_dim up to 256 (zero-padded to a power of two >= 16).
+    - `kv_lengths`: int [batch]; keys at positions >= `kv_lengths[b]` get zero weight, and
+      whatever they hold (even NaN) never reaches outputs or gradients. `None`: no padding.
+    - `scale`: logit scale, default 1/sqrt(head_dim).
+    - `block_sizes`: `BlockSizes` for the kernels that run (with `backend=None`: the GPU
+      kernels, also used in interpret mode on CPU), or a mapping `{"gpu": ..., "tpu": ...}`;
+      defaults per backend.
+    - `precision`: matmul precision; float32 inputs default to HIGHEST (no TF32).
+    - `backend`: `"gpu"` (Triton) or `"tpu"` (Mosaic); `None` picks by the platform the
+      computation is compiled for, running the GPU kernels in interpret mode on CPU.
+    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`).
+
+    **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
+    gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).
+
+    Differentiable (custom VJP with Pallas backward kernels; not twice); works under `jit`,
+    `vmap` and `jax.checkpoint`; the L x L matrix is never materialised.
+    """
+    if not q.shape == k.shape == v.shape or q.ndim != 4:
+        raise ValueError(
+            "q, k and v must share one shape [batch, length, heads, head_dim], got "
+            f"{q.shape}, {k.shape}, {v.shape}"
+        )
+    if not q.dtype == k.dtype == v.dtype or q.dtype not in _DTYPES:
+        raise ValueError(f"q, k, v must share a float32/bfloat16/float16 dtype, got "
+                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+    batch, length, _, head_dim = q.shape
+    if not 1 <= head_dim <= 256:
+        raise ValueError(f"head_dim must be in 1..256, got {head_dim}")
+    if backend not in (None, "gpu", "tpu"):
+        raise ValueError(f"backend must be None, 'gpu' or 'tpu', got {backend!r}")
+    if kv_lengths is None:
+        lengths = jnp.full((batch,), length, jnp.int32)
+    else:
+        lengths = jnp.asarray(kv_lengths)
+        if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise ValueError(f"kv_lengths must be int [{batch}], got {lengths.dtype}{lengths.shape}")
+        lengths = jnp.clip(lengths, 0, length).astype(jnp.int32)
+    if isinstance(block_sizes, BlockSizes):
+        block_sizes = {backend or "gpu": block_sizes}
+    run = functools.partial(
+        _run,
+        scale=head_dim**-0.5 if scale is None else float(scale),
+        block_sizes=block_sizes or {},
+        precision=precision,
+    )
+    if backend is not None:
+        if interpret is None:
+            interpret = jax.default_backend() == "cpu"
+        return run(backend, interpret, q, k, v, lengths)
+    compiled = False if interpret is None else interpret
+    return lax.platform_dependent(
+        q, k, v, lengths,
+        cpu=functools.partial(run, "gpu", True if interpret is None else interpret),
+        cuda=functools.partial(run, "gpu", compiled),
+        rocm=functools.partial(run, "gpu", compiled),
+        tpu=functools.partial(run, "tpu", compiled),
+    )

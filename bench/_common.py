@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import platform
 import statistics
@@ -10,7 +11,8 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+# Overridable so that the smoke tests do not overwrite committed results.
+RESULTS = pathlib.Path(os.environ.get("CODONNT_BENCH_RESULTS", pathlib.Path(__file__).parent / "results"))
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -36,7 +38,7 @@ def environment() -> dict[str, object]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         **{pkg: version(pkg) for pkg in ("numpy", "jax", "jaxlib", "equinox", "codonnt-eqx")},
     }
     try:

@@ -1,8 +1,14 @@
 """Codon-NT (Nucleotide Transformer v2, 3-mer tokens) in JAX + Equinox."""
 
+from . import kernels as kernels
+from ._config import PRESETS as PRESETS
+from ._config import ModelConfig as ModelConfig
+from ._config import preset as preset
 from ._fasta import FastaError as FastaError
 from ._fasta import FastaRecord as FastaRecord
 from ._fasta import read_fasta as read_fasta
+from ._model import ModelOutput as ModelOutput
+from ._model import NucleotideTransformer as NucleotideTransformer
 from ._tokenizers import KmerTokenizer as KmerTokenizer
 from ._tokenizers import SequenceError as SequenceError
 from ._tokenizers import SequenceTooLongError as SequenceTooLongError

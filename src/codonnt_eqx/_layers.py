@@ -1,0 +1,227 @@
+"""The layers of a Nucleotide Transformer: each works on one sequence [length, embed]."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._config import ModelConfig
+from .kernels import attention as attention_kernel
+from .kernels._attention import Implementation
+
+# Haiku's TruncatedNormal divides by this so that the truncated draw has the asked stddev.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def truncated_normal(key: PRNGKeyArray, shape: tuple[int, ...], std: float) -> Array:
+    return jr.truncated_normal(key, -2.0, 2.0, shape) * (std / _TRUNCATED_STD)
+
+
+class Linear(eqx.Module):
+    """y = x W^T + b with W [out, in] (PyTorch's layout); fan-in variance-scaling init."""
+
+    weight: Float[Array, "out in"]
+    bias: Float[Array, " out"] | None
+
+    def __init__(self, in_features: int, out_features: int, use_bias: bool, *, key: PRNGKeyArray):
+        self.weight = truncated_normal(key, (out_features, in_features), 1 / math.sqrt(in_features))
+        self.bias = jnp.zeros((out_features,)) if use_bias else None
+
+    def __call__(self, x: Float[Array, "length in"], dtype=jnp.float32) -> Float[Array, "length out"]:
+        y = jnp.dot(x.astype(dtype), self.weight.T.astype(dtype))
+        return y if self.bias is None else y + self.bias.astype(dtype)
+
+
+class LayerNorm(eqx.Module):
+    """LayerNorm over the last axis with statistics in float32 whatever the input dtype."""
+
+    weight: Float[Array, " dim"]
+    bias: Float[Array, " dim"]
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, dim: int, eps: float):
+        self.weight = jnp.ones((dim,))
+        self.bias = jnp.zeros((dim,))
+        self.eps = eps
+
+    def __call__(self, x: Float[Array, "length dim"]) -> Float[Array, "length dim"]:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.weight + self.bias
+        return y.astype(x.dtype)
+
+
+class RotaryEmbedding(eqx.Module):
+    """Rotary position embedding, rotate-half convention (cos/sin of concat(freqs, freqs)).
+
+    With rescaling factor s the base 10000 becomes 10000 * s^(dim / (dim - 2)).
+    """
+
+    dim: int = eqx.field(static=True)
+    rescaling: float = eqx.field(static=True)
+
+    def inverse_frequencies(self) -> Float[Array, " half"]:
+        base = 10000.0 * self.rescaling ** (self.dim / (self.dim - 2))
+        return 1.0 / base ** (jnp.arange(0, self.dim, 2, dtype=jnp.float32) / self.dim)
+
+    def tables(self, length: int) -> tuple[Float[Array, "length dim"], Float[Array, "length dim"]]:
+        freqs = jnp.outer(jnp.arange(length, dtype=jnp.float32), self.inverse_frequencies())
+        angles = jnp.concatenate([freqs, freqs], axis=-1)
+        return jnp.cos(angles), jnp.sin(angles)
+
+    @staticmethod
+    def apply(
+        x: Float[Array, "length heads dim"],
+        cos: Float[Array, "length dim"],
+        sin: Float[Array, "length dim"],
+    ) -> Float[Array, "length heads dim"]:
+        first, second = jnp.split(x, 2, axis=-1)
+        rotated = jnp.concatenate([-second, first], axis=-1)
+        y = x * cos[:, None, :] + rotated * sin[:, None, :]
+        return y.astype(x.dtype)
+
+
+class SelfAttention(eqx.Module):
+    """Multi-head self-attention with biases, optional rotary embeddings and key padding."""
+
+    query: Linear
+    key: Linear
+    value: Linear
+    output: Linear
+    num_heads: int = eqx.field(static=True)
+    head_dim: int = eqx.field(static=True)
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        d, h, k = config.embed_dim, config.num_heads, config.head_dim
+        kq, kk, kv, ko = jr.split(key, 4)
+        self.query = Linear(d, h * k, True, key=kq)
+        self.key = Linear(d, h * k, True, key=kk)
+        self.value = Linear(d, h * k, True, key=kv)
+        self.output = Linear(h * k, d, True, key=ko)
+        self.num_heads, self.head_dim = h, k
+
+    def __call__(
+        self,
+        x: Float[Array, "length embed"],
+        num_valid: Int[Array, ""],
+        rotary: tuple[Float[Array, "length head_dim"], Float[Array, "length head_dim"]] | None,
+        *,
+        implementation: Implementation = "auto",
+        dtype=jnp.float32,
+        return_weights: bool = False,
+    ) -> tuple[Float[Array, "length embed"], Float[Array, "heads length length"] | None]:
+        length = x.shape[0]
+        split = (length, self.num_heads, self.head_dim)
+        q = self.query(x, dtype).reshape(split)
+        k = self.key(x, dtype).reshape(split)
+        v = self.value(x, dtype).reshape(split)
+        if rotary is not None:
+            q, k = RotaryEmbedding.apply(q, *rotary), RotaryEmbedding.apply(k, *rotary)
+        if return_weights:
+            out, weights = _attention_with_weights(q, k, v, num_valid)
+        else:
+            out = attention_kernel(
+                q[None], k[None], v[None], num_valid[None], implementation=implementation
+            )[0]
+            weights = None
+        return self.output(out.reshape(length, -1), dtype), weights
+
+
+def _attention_with_weights(q, k, v, num_valid):
+    """Attention that also returns its weights [heads, length, length] (float32)."""
+    valid = jnp.arange(k.shape[0]) < num_valid
+    s = jnp.einsum("qhd,khd->hqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
+    weights = jax.nn.softmax(jnp.where(valid, s, -jnp.inf), axis=-1, where=valid[None, None])
+    weights = jnp.where(valid, weights, 0.0)
+    v = jnp.where(valid[:, None, None], v, jnp.zeros_like(v))
+    out = jnp.einsum("hqk,khd->qhd", weights.astype(v.dtype), v)
+    return out, weights
+
+
+class FeedForward(eqx.Module):
+    """GLU (`activation(a) * b` of the two halves of fc1) or classic two-layer MLP."""
+
+    fc1: Linear
+    fc2: Linear
+    use_glu: bool = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        k1, k2 = jr.split(key)
+        hidden = config.ffn_dim * (2 if config.use_glu else 1)
+        self.fc1 = Linear(config.embed_dim, hidden, config.add_bias_ffn, key=k1)
+        self.fc2 = Linear(config.ffn_dim, config.embed_dim, config.add_bias_ffn, key=k2)
+        self.use_glu = config.use_glu
+        self.activation = config.ffn_activation
+
+    def __call__(self, x: Float[Array, "length embed"], dtype=jnp.float32) -> Float[Array, "length embed"]:
+        act = jax.nn.swish if self.activation == "swish" else _exact_gelu
+        h = self.fc1(x, dtype)
+        if self.use_glu:
+            gate, linear = jnp.split(h, 2, axis=-1)
+            h = act(gate) * linear
+        else:
+            h = act(h)
+        return self.fc2(h, dtype)
+
+
+def _exact_gelu(x):
+    return jax.nn.gelu(x, approximate=False)
+
+
+class Block(eqx.Module):
+    """Pre-LayerNorm transformer block: x + MHA(LN(x)), then x + FFN(LN(x))."""
+
+    attention_norm: LayerNorm
+    attention: SelfAttention
+    ffn_norm: LayerNorm
+    ffn: FeedForward
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        ka, kf = jr.split(key)
+        self.attention_norm = LayerNorm(config.embed_dim, config.layer_norm_eps)
+        self.attention = SelfAttention(config, key=ka)
+        self.ffn_norm = LayerNorm(config.embed_dim, config.layer_norm_eps)
+        self.ffn = FeedForward(config, key=kf)
+
+    def __call__(
+        self,
+        x: Float[Array, "length embed"],
+        num_valid: Int[Array, ""],
+        rotary,
+        *,
+        implementation: Implementation = "auto",
+        dtype=jnp.float32,
+        return_weights: bool = False,
+    ) -> tuple[Float[Array, "length embed"], Float[Array, "heads length length"] | None]:
+        h, weights = self.attention(
+            self.attention_norm(x), num_valid, rotary,
+            implementation=implementation, dtype=dtype, return_weights=return_weights,
+        )
+        x = x + h.astype(x.dtype)
+        x = x + self.ffn(self.ffn_norm(x), dtype).astype(x.dtype)
+        return x, weights
+
+
+class LMHead(eqx.Module):
+    """RoBERTa LM head: Linear(d, d) -> exact GELU -> LayerNorm -> Linear(d, vocab)."""
+
+    dense: Linear
+    norm: LayerNorm
+    decoder: Linear
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        k1, k2 = jr.split(key)
+        self.dense = Linear(config.embed_dim, config.embed_dim, True, key=k1)
+        self.norm = LayerNorm(config.embed_dim, config.layer_norm_eps)
+        self.decoder = Linear(config.embed_dim, config.vocab_size, True, key=k2)
+
+    def __call__(self, x: Float[Array, "length embed"], dtype=jnp.float32) -> Float[Array, "length vocab"]:
+        return self.decoder(self.norm(_exact_gelu(self.dense(x, dtype))), dtype)
+

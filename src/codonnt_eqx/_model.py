@@ -1,0 +1,175 @@
+"""The Nucleotide Transformer (Codon-NT and the NT v1/v2 family) as one Equinox module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._config import ModelConfig
+from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
+from .kernels._attention import Implementation
+
+
+class ModelOutput(eqx.Module):
+    """What one forward pass returns (float32).
+
+    - `logits` [length, vocab]: 0 at padding positions, as in the original.
+    - `embeddings` [length, embed]: after the final LayerNorm.
+    - `hidden_states`: if requested, a tuple of num_layers + 1 arrays [length, embed]; entry 0
+      is the input embedding, entry n the output of block n (the last one after the final
+      LayerNorm, i.e. equal to `embeddings`): the original's `embeddings_n`.
+    - `attention_maps`: if requested, {(layer, head): [length, length]} softmax weights.
+    """
+
+    logits: Float[Array, "length vocab"]
+    embeddings: Float[Array, "length embed"]
+    hidden_states: tuple[Float[Array, "length embed"], ...] | None = None
+    attention_maps: dict[tuple[int, int], Float[Array, "length length"]] | None = None
+
+
+class NucleotideTransformer(eqx.Module):
+    """A Nucleotide Transformer encoder with its masked-language-model head.
+
+    One call processes one right-padded token sequence; batch with `jax.vmap`.
+
+    **Arguments (constructor):**
+
+    - `config`: a `ModelConfig`, e.g. `preset("codon_nt")`.
+    - `key`: PRNG key for the initialisation (truncated-normal fan-in projections, unit
+      LayerNorms, zero biases, as the original).
+
+    ```python
+    model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(0))
+    tokens = KmerTokenizer(3).batch_encode(["ATGGCCAAGTAA", "ATGTGA"])
+    out = jax.vmap(model)(tokens)          # out.logits [2, 5, 75], out.embeddings [2, 5, 512]
+    ```
+    """
+
+    config: ModelConfig = eqx.field(static=True)
+    embed: Float[Array, "vocab embed"]
+    position_embed: Float[Array, "positions embed"] | None
+    emb_layer_norm_before: LayerNorm | None
+    blocks: Block  # parameters stacked along a leading layer axis
+    final_norm: LayerNorm
+    lm_head: LMHead
+    rotary: RotaryEmbedding | None
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        k_embed, k_pos, k_blocks, k_head = jr.split(key, 4)
+        d = config.embed_dim
+        self.config = config
+        self.embed = truncated_normal(k_embed, (config.vocab_size, d), 1.0)
+        if config.positional_embedding == "learned":
+            rows = config.max_positions + config.pad_token_id + 1
+            self.position_embed = truncated_normal(k_pos, (rows, d), 1.0)
+            self.rotary = None
+        else:
+            self.position_embed = None
+            self.rotary = RotaryEmbedding(config.head_dim, config.rotary_rescaling)
+        self.emb_layer_norm_before = (
+            LayerNorm(d, config.layer_norm_eps) if config.emb_layer_norm_before else None
+        )
+        keys = jr.split(k_blocks, config.num_layers)
+        self.blocks = eqx.filter_vmap(lambda k: Block(config, key=k))(keys)
+        self.final_norm = LayerNorm(d, config.layer_norm_eps)
+        self.lm_head = LMHead(config, key=k_head)
+
+    def num_parameters(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(eqx.filter(self, eqx.is_array)))
+
+    def _input_embedding(self, tokens, is_pad):
+        c = self.config
+        x = self.embed[tokens] * c.embed_scale
+        if c.token_dropout:
+            # ESM token dropout, applied at inference too: <mask> rows are zeroed and the rest
+            # rescaled from the training mask rate to the observed one.
+            is_mask = tokens == c.mask_token_id
+            x = jnp.where(is_mask[:, None], 0.0, x)
+            train_rate = c.masking_ratio * c.masking_prob
+            observed = jnp.sum(is_mask) / jnp.maximum(jnp.sum(~is_pad), 1)
+            x = x * (1.0 - train_rate) / (1.0 - observed)
+        if self.position_embed is not None:
+            # ESM position ids: 1, 2, ... after the pad index; pads keep the pad index.
+            positions = jnp.cumsum(~is_pad) * ~is_pad + c.pad_token_id
+            x = x + self.position_embed[positions]
+        if self.emb_layer_norm_before is not None:
+            x = self.emb_layer_norm_before(x)
+        return x
+
+    def __call__(
+        self,
+        tokens: Int[Array, " length"],
+        *,
+        attention: Implementation = "auto",
+        dtype=jnp.float32,
+        hidden_states: bool = False,
+        attention_maps: Sequence[tuple[int, int]] = (),
+        remat: bool = False,
+    ) -> ModelOutput:
+        """Run the model on one token sequence.
+
+        **Arguments:**
+
+        - `tokens`: int [length], right-padded with the pad token (as `batch_encode` makes).
+        - `attention`: `"auto"` (Pallas kernels on GPU/TPU, XLA on CPU), `"pallas"`, `"xla"`,
+          `"cudnn"` or `"reference"`; changes speed, not results beyond dtype tolerance.
+        - `dtype`: compute dtype of the matmuls (`jnp.bfloat16` for mixed precision);
+          parameters stay float32, LayerNorm and softmax statistics are float32.
+        - `hidden_states`: also return every block's output.
+        - `attention_maps`: (layer, head) pairs whose weights to return (uses the reference
+          attention, O(length^2) memory).
+        - `remat`: rematerialise each block in the backward pass (saves memory in training).
+
+        Positions after the first pad must all be pads; a pad in the middle raises.
+        """
+        c = self.config
+        length = tokens.shape[0]
+        is_pad = tokens == c.pad_token_id
+        num_valid = jnp.sum(~is_pad).astype(jnp.int32)
+        tokens = eqx.error_if(
+            tokens, jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
+            "pad tokens must all come after the sequence (right padding)",
+        )
+        for layer, head in attention_maps:
+            if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
+                raise ValueError(f"attention map ({layer}, {head}) is outside "
+                                 f"{c.num_layers} layers x {c.num_heads} heads")
+        heads_needed = sorted({h for _, h in attention_maps})
+
+        x = self._input_embedding(tokens, is_pad)
+        x0 = x
+        rotary = None if self.rotary is None else self.rotary.tables(length)
+        rotary = None if rotary is None else tuple(t.astype(dtype) for t in rotary)
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+
+        def step(x, block_params):
+            block = eqx.combine(block_params, static)
+            x, weights = block(
+                x, num_valid, rotary, implementation=attention, dtype=dtype,
+                return_weights=bool(heads_needed),
+            )
+            weights = None if weights is None else weights[jnp.array(heads_needed)]
+            return x, (x if hidden_states else None, weights)
+
+        if remat:
+            step = jax.checkpoint(step)
+        x, (per_layer, weights) = jax.lax.scan(step, x, params)
+        embeddings = self.final_norm(x).astype(jnp.float32)
+        logits = self.lm_head(embeddings, dtype).astype(jnp.float32)
+        logits = jnp.where(is_pad[:, None], 0.0, logits)
+
+        states = None
+        if hidden_states:
+            states = (x0.astype(jnp.float32),
+                      *(per_layer[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
+                      embeddings)
+        maps = None
+        if attention_maps:
+            maps = {(layer, head): weights[layer, heads_needed.index(head)]
+                    for layer, head in attention_maps}
+        return ModelOutput(logits, embeddings, states, maps)

@@ -1,0 +1,266 @@
+"""The model against an independent float64 NumPy forward written here from the architecture
+description (it reads the model's parameter arrays, never its code)."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, preset
+
+V2 = ModelConfig(vocab_size=75, embed_dim=32, num_layers=2, num_heads=4, ffn_dim=48)
+V2_RESCALED = V2.replace(rotary_rescaling=2.5, embed_scale=0.9, key_dim=6, layer_norm_eps=1e-3)
+V1 = ModelConfig(
+    vocab_size=25, embed_dim=32, num_layers=2, num_heads=4, ffn_dim=64,
+    positional_embedding="learned", max_positions=40, use_glu=False, ffn_activation="gelu",
+    add_bias_ffn=True, emb_layer_norm_before=True, token_dropout=True, k_for_kmers=2,
+)
+TOKENIZERS = {V2: KmerTokenizer(3), V2_RESCALED: KmerTokenizer(3), V1: KmerTokenizer(2, layout="v1")}
+
+
+def perturbed_model(config, seed=0):
+    """A model whose every parameter moved from its initial value (no unit scales, no zero
+    biases)."""
+    model = NucleotideTransformer(config, key=jr.key(seed))
+    params, static = eqx.partition(model, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jr.split(jr.key(seed + 1), len(leaves))
+    leaves = [x + 0.2 * jr.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+
+
+def token_batch(config, seed=0, lengths=(31, 17, 8), mask_rate=0.15):
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list("ACGTN"), p=[0.24] * 4 + [0.04], size=n)) for n in lengths]
+    tokens = TOKENIZERS[config].batch_encode(seqs, length=None)
+    masked = (rng.random(tokens.shape) < mask_rate) & (tokens != 1) & (tokens != 3)
+    return np.where(masked, config.mask_token_id, tokens).astype(np.int32)
+
+
+# ---- the NumPy reference ----------------------------------------------------------------------
+
+_erf = np.vectorize(math.erf)
+
+
+def np_gelu(x):
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def np_layer_norm(x, ln, eps):
+    w, b = (np.asarray(a, np.float64) for a in (ln.weight, ln.bias))
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b
+
+
+def np_linear(x, layer, i=None):
+    w = np.asarray(layer.weight if i is None else layer.weight[i], np.float64)
+    y = x @ w.T
+    if layer.bias is not None:
+        y = y + np.asarray(layer.bias if i is None else layer.bias[i], np.float64)
+    return y
+
+
+def np_layer_norm_i(x, ln, i, eps):
+    return np_layer_norm(x, type("LN", (), {"weight": ln.weight[i], "bias": ln.bias[i]}), eps)
+
+
+def np_rotate(x, config):
+    """Rotate pairs (i, i + half) by angle position * inv_freq[i]."""
+    length, _, dim = x.shape
+    half = dim // 2
+    base = 10000.0 * config.rotary_rescaling ** (dim / (dim - 2))
+    inv_freq = np.array([1.0 / base ** (2 * i / dim) for i in range(half)])
+    angle = np.arange(length)[:, None, None] * inv_freq[None, None, :]
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * np.cos(angle) - b * np.sin(angle),
+                           b * np.cos(angle) + a * np.sin(angle)], axis=-1)
+
+
+def np_forward(model, tokens):
+    c = model.config
+    eps = c.layer_norm_eps
+    is_pad = tokens == c.pad_token_id
+    valid = ~is_pad
+    x = np.asarray(model.embed, np.float64)[tokens] * c.embed_scale
+    if c.token_dropout:
+        is_mask = tokens == c.mask_token_id
+        x[is_mask] = 0.0
+        x *= (1 - 0.15 * 0.8) / (1 - is_mask.sum() / valid.sum())
+    if c.positional_embedding == "learned":
+        pos = np.where(valid, np.cumsum(valid), 0) + c.pad_token_id
+        x = x + np.asarray(model.position_embed, np.float64)[pos]
+    if c.emb_layer_norm_before:
+        x = np_layer_norm(x, model.emb_layer_norm_before, eps)
+    hidden = [x]
+    blocks = model.blocks
+    h_, d_ = c.num_heads, c.head_dim
+    for i in range(c.num_layers):
+        att = blocks.attention
+        h = np_layer_norm_i(x, blocks.attention_norm, i, eps)
+        q, k, v = (np_linear(h, lin, i).reshape(len(tokens), h_, d_)
+                   for lin in (att.query, att.key, att.value))
+        if c.positional_embedding == "rotary":
+            q, k = np_rotate(q, c), np_rotate(k, c)
+        s = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(d_)
+        s = np.where(valid[None, None, :], s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        o = np.einsum("hqk,khd->qhd", p, v).reshape(len(tokens), h_ * d_)
+        x = x + np_linear(o, att.output, i)
+        h = np_linear(np_layer_norm_i(x, blocks.ffn_norm, i, eps), blocks.ffn.fc1, i)
+        if c.use_glu:
+            a, b = np.split(h, 2, axis=-1)
+            h = a / (1 + np.exp(-a)) * b
+        else:
+            h = np_gelu(h)
+        x = x + np_linear(h, blocks.ffn.fc2, i)
+        hidden.append(x)
+    emb = np_layer_norm(x, model.final_norm, eps)
+    hidden[-1] = emb
+    head = model.lm_head
+    logits = np_linear(np_layer_norm(np_gelu(np_linear(emb, head.dense)), head.norm, eps), head.decoder)
+    logits[is_pad] = 0.0
+    return logits, emb, hidden
+
+
+def assert_close(actual, expected, rtol):
+    actual = np.asarray(actual, np.float64)
+    assert np.isfinite(actual).all()
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+# ---- tests --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [V2, V2_RESCALED, V1], ids=["v2", "v2-rescaled", "v1"])
+def test_forward_matches_numpy_reference(config):
+    model = perturbed_model(config)
+    tokens = token_batch(config)
+    out = jax.jit(jax.vmap(lambda t: model(t, hidden_states=True, attention="reference")))(tokens)
+    for b, row in enumerate(tokens):
+        logits, emb, hidden = np_forward(model, row)
+        valid = row != config.pad_token_id
+        assert_close(out.logits[b], logits, 1e-5)
+        assert_close(out.embeddings[b][valid], emb[valid], 1e-5)
+        assert len(out.hidden_states) == config.num_layers + 1
+        for got, want in zip(out.hidden_states, hidden, strict=True):
+            assert_close(got[b][valid], want[valid], 1e-5)
+        assert (out.logits[b][~valid] == 0).all()
+
+
+@pytest.mark.parametrize("implementation", ["auto", "xla", "pallas"])
+def test_attention_implementations_agree(implementation):
+    model = perturbed_model(V2, seed=3)
+    tokens = token_batch(V2, seed=3, lengths=(50, 20))
+    ref = jax.vmap(lambda t: model(t, attention="reference"))(tokens)
+    out = jax.jit(jax.vmap(lambda t: model(t, attention=implementation)))(tokens)
+    assert_close(out.logits, np.asarray(ref.logits, np.float64), 1e-5)
+
+
+def test_attention_maps_are_softmax_weights_over_real_keys():
+    model = perturbed_model(V2, seed=4)
+    tokens = token_batch(V2, seed=4, lengths=(20, 9))
+    out = jax.vmap(lambda t: model(t, attention_maps=[(1, 2), (0, 3)]))(tokens)
+    assert set(out.attention_maps) == {(1, 2), (0, 3)}
+    for b, row in enumerate(tokens):
+        valid = row != V2.pad_token_id
+        w = np.asarray(out.attention_maps[(1, 2)][b])
+        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+        assert (w[:, ~valid] == 0).all()
+    with pytest.raises(ValueError, match="outside"):
+        model(jnp.asarray(tokens[0]), attention_maps=[(2, 0)])
+
+
+@given(shift=st.integers(0, 500), m=st.integers(0, 100), n=st.integers(0, 100),
+       rescaling=st.sampled_from([1.0, 4.0]))
+def test_rotary_scores_depend_only_on_relative_position(shift, m, n, rescaling):
+    from codonnt_eqx._layers import RotaryEmbedding
+
+    rope = RotaryEmbedding(16, rescaling)
+    rng = np.random.default_rng(m * 1000 + n)
+    q, k = (jnp.asarray(rng.normal(size=(1, 1, 16)), jnp.float32) for _ in range(2))
+    cos, sin = rope.tables(700)
+
+    def score(i, j):
+        qi = RotaryEmbedding.apply(q, cos[i : i + 1], sin[i : i + 1])
+        kj = RotaryEmbedding.apply(k, cos[j : j + 1], sin[j : j + 1])
+        return float(jnp.sum(qi * kj))
+
+    assert score(m, n) == pytest.approx(score(m + shift, n + shift), rel=2e-3, abs=2e-3)
+
+
+def test_rotary_rescaling_changes_the_base_as_specified():
+    from codonnt_eqx._layers import RotaryEmbedding
+
+    dim, s = 32, 3.0
+    got = np.asarray(RotaryEmbedding(dim, s).inverse_frequencies(), np.float64)
+    base = 10000 * s ** (dim / (dim - 2))
+    np.testing.assert_allclose(got, [base ** (-2 * i / dim) for i in range(dim // 2)], rtol=1e-6)
+    plain = np.asarray(RotaryEmbedding(dim, 1.0).inverse_frequencies())
+    assert (got[1:] < plain[1:]).all()  # a larger base: lower frequencies, longer wavelengths
+
+
+def test_grad_with_and_without_remat_agree_and_jit_works():
+    model = perturbed_model(V1, seed=5)
+    tokens = jnp.asarray(token_batch(V1, seed=5))
+
+    def loss(m, remat):
+        out = jax.vmap(lambda t: m(t, remat=remat))(tokens)
+        return jnp.mean(jax.nn.logsumexp(out.logits, -1))
+
+    g1 = eqx.filter_jit(eqx.filter_grad(lambda m: loss(m, False)))(model)
+    g2 = eqx.filter_jit(eqx.filter_grad(lambda m: loss(m, True)))(model)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(g1))
+
+
+def test_bfloat16_compute_stays_close_to_float32():
+    # Documented tolerance: bfloat16 logits within 5% of the largest float32 logit.
+    model = perturbed_model(V2, seed=6)
+    tokens = token_batch(V2, seed=6)
+    f32 = jax.vmap(model)(tokens).logits
+    bf16 = jax.vmap(lambda t: model(t, dtype=jnp.bfloat16))(tokens).logits
+    assert bf16.dtype == jnp.float32
+    err = float(jnp.max(jnp.abs(bf16 - f32)))
+    assert err < 0.05 * float(jnp.max(jnp.abs(f32))), err
+
+
+def test_padding_in_the_middle_is_an_error():
+    model = perturbed_model(V2)
+    tokens = jnp.array([3, 10, 1, 12, 1])
+    with pytest.raises(Exception, match="right padding"):
+        model(tokens)
+
+
+@pytest.mark.parametrize(
+    "name,published",
+    [("codon_nt", 50e6), ("nt_v2_50m", 50e6), ("nt_v2_500m", 500e6), ("nt_v1_500m", 500e6),
+     ("nt_v1_2b5", 2.5e9)],
+)
+def test_preset_sizes_match_published(name, published):
+    shapes = eqx.filter_eval_shape(NucleotideTransformer, preset(name), key=jr.key(0))
+    count = sum(x.size for x in jax.tree.leaves(shapes) if hasattr(x, "size"))
+    assert 0.95 * published <= count <= 1.15 * published, count
+
+
+def test_codon_nt_preset_matches_the_codon_tokenizer():
+    c = preset("codon_nt")
+    tok = KmerTokenizer(3)
+    assert (c.vocab_size, c.embed_dim, c.num_layers, c.num_heads, c.ffn_dim, c.head_dim) == (
+        tok.vocab_size, 512, 12, 16, 2048, 32)
+    assert (c.pad_token_id, c.mask_token_id) == (tok.pad_id, tok.mask_id)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(vocab_size=10, embed_dim=30, num_layers=1, num_heads=4, ffn_dim=8)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("codon_nt_2")

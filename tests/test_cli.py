@@ -27,3 +27,14 @@ def test_bad_input_exits_with_a_message(tmp_path, capsys):
     assert main(["tokenize", str(bad)]) == 1
     assert "position 4: invalid character 'X'" in capsys.readouterr().err
     assert main(["tokenize", str(tmp_path / "missing.fa")]) == 1
+
+
+def test_embed_runs_the_model_and_says_it_is_random(capsys):
+    assert main(["embed", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOMLY INITIALISED" in out
+    records = read_fasta(EXAMPLE)
+    for r in records:
+        n = len(reference_tokens(r.sequence, 3))
+        assert f"[{n}, 512]" in out
+    assert "tokens/s" in out and "compile" in out

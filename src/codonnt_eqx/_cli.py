@@ -51,20 +51,106 @@ def _tokenize_command(args: argparse.Namespace) -> None:
     _print_token_summary(records, ids, tok)
 
 
+def _batches(sizes: np.ndarray, batch_size: int, bucket: int):
+    """Indices grouped by similar token count, each with its padded length (a multiple of
+    `bucket`, so that only a few shapes are compiled)."""
+    order = np.argsort(sizes, kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, int(-(-sizes[idx].max() // bucket) * bucket)
+
+
+def _embed_command(args: argparse.Namespace) -> None:
+    import time
+
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from ._config import preset
+    from ._model import NucleotideTransformer
+
+    records = read_fasta(args.fasta)
+    tok = _tokenizer(args)
+    seqs = [r.sequence for r in records]
+    sizes = (tok.batch_encode(seqs) != tok.pad_id).sum(axis=1)
+    print(f"{args.fasta}: tokenized with {tok!r}")
+    _print_token_summary(records, tok.batch_encode(seqs), tok)
+
+    config = preset("codon_nt")
+    model = NucleotideTransformer(config, key=jax.random.key(args.seed))
+    print(
+        f"\nModel: codon_nt preset ({model.num_parameters() / 1e6:.1f}M parameters), RANDOMLY "
+        "INITIALISED - no weights are loaded, so the embeddings below carry no biology."
+    )
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
+
+    @eqx.filter_jit
+    def embed(model, tokens):
+        out = jax.vmap(lambda t: model(t, attention=args.attention, dtype=dtype))(tokens)
+        return out.embeddings
+
+    compiled, compile_s = {}, 0.0
+    batches = list(_batches(sizes, args.batch_size, args.bucket))
+    for idx, length in batches:
+        shape = (len(idx), length)
+        if shape not in compiled:
+            start = time.perf_counter()
+            compiled[shape] = embed.lower(model, jnp.zeros(shape, jnp.int32)).compile()
+            compile_s += time.perf_counter() - start
+    embeddings: dict[int, np.ndarray] = {}
+    start = time.perf_counter()
+    for idx, length in batches:
+        tokens = jnp.asarray(tok.batch_encode([seqs[i] for i in idx], length=length))
+        out = np.asarray(compiled[(len(idx), length)](model, tokens))
+        for row, i in enumerate(idx):
+            embeddings[int(i)] = out[row, : sizes[i]]
+    run_s = time.perf_counter() - start
+    width = max(8, *(len(r.name) for r in records))
+    print(f"\n{'sequence':<{width}}  {'embeddings':>14}  {'mean-pooled norm':>16}")
+    for i, record in enumerate(records):
+        e = embeddings[i]
+        shape = f"[{e.shape[0]}, {e.shape[1]}]"
+        print(f"{record.name:<{width}}  {shape:>14}  {np.linalg.norm(e.mean(axis=0)):>16.3f}")
+    print(
+        f"\n{int(sizes.sum())} tokens in {run_s:.2f} s: {sizes.sum() / run_s:,.0f} tokens/s "
+        f"({args.dtype}, attention={args.attention}, {jax.default_backend()}); compile "
+        f"{compile_s:.1f} s for {len(compiled)} shape(s)"
+    )
+
+
+def _tokenizer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fasta", help="FASTA file, plain or gzipped")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject lowercase and IUPAC ambiguity codes instead of mapping them",
+    )
+    parser.set_defaults(k=3)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codonnt-eqx", description="Codon-NT (Nucleotide Transformer, 3-mers) in JAX."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     tokenize = commands.add_parser("tokenize", help="tokenize a FASTA file and summarise it")
-    tokenize.add_argument("fasta", help="FASTA file, plain or gzipped")
+    _tokenizer_options(tokenize)
     tokenize.add_argument("--k", type=int, default=3, help="k-mer size (Codon-NT: 3)")
-    tokenize.add_argument(
-        "--strict",
-        action="store_true",
-        help="reject lowercase and IUPAC ambiguity codes instead of mapping them",
-    )
     tokenize.set_defaults(run=_tokenize_command)
+
+    embed = commands.add_parser(
+        "embed", help="tokenize a FASTA file and embed it with a Codon-NT-sized model"
+    )
+    _tokenizer_options(embed)
+    embed.add_argument("--batch-size", type=int, default=1)
+    embed.add_argument("--bucket", type=int, default=128,
+                       help="pad batches to a multiple of this many tokens (fewer compiles)")
+    embed.add_argument("--attention", default="auto",
+                       choices=["auto", "pallas", "xla", "cudnn", "reference"])
+    embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    embed.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    embed.set_defaults(run=_embed_command)
     return parser
 
 

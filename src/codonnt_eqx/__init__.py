@@ -1,6 +1,10 @@
 """Codon-NT (Nucleotide Transformer v2, 3-mer tokens) in JAX + Equinox."""
 
 from . import kernels as kernels
+from ._checkpoints import CheckpointError as CheckpointError
+from ._checkpoints import UnsafePickleError as UnsafePickleError
+from ._checkpoints import from_pretrained as from_pretrained
+from ._checkpoints import save_pretrained as save_pretrained
 from ._config import PRESETS as PRESETS
 from ._config import ModelConfig as ModelConfig
 from ._config import preset as preset

@@ -1,0 +1,2 @@
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the key."""

@@ -1,0 +1,298 @@
+import json
+import pathlib
+import pickle
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+from test_model import V1, V2, perturbed_model, token_batch
+
+from codonnt_eqx import (
+    CheckpointError,
+    KmerTokenizer,
+    UnsafePickleError,
+    from_pretrained,
+    save_pretrained,
+)
+
+TOKENIZERS = {V2: KmerTokenizer(3), V1: KmerTokenizer(2, layout="v1")}
+
+
+def outputs(model, tokens):
+    out = jax.vmap(lambda t: model(t, hidden_states=True))(jnp.asarray(tokens))
+    return [out.logits, *out.hidden_states]
+
+
+def assert_same_outputs(a, b, tokens, pad_id, rtol=0.0):
+    valid = np.asarray(tokens) != pad_id
+    for x, y in zip(outputs(a, tokens), outputs(b, tokens), strict=True):
+        np.testing.assert_allclose(np.asarray(x)[valid], np.asarray(y)[valid], rtol=rtol,
+                                   atol=rtol * float(np.abs(np.asarray(y)[valid]).max()))
+
+
+@pytest.mark.parametrize("config", [V2, V1], ids=["v2", "v1"])
+def test_save_then_load_is_bit_exact(tmp_path, config):
+    model, tok = perturbed_model(config), TOKENIZERS[config]
+    save_pretrained(model, tok, tmp_path)
+    loaded, loaded_tok = from_pretrained(tmp_path)
+    assert loaded.config == model.config
+    assert loaded_tok.vocabulary == tok.vocabulary
+    for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(loaded), strict=True):
+        np.testing.assert_array_equal(a, b)
+    tokens = token_batch(config)
+    assert_same_outputs(loaded, model, tokens, config.pad_token_id)
+
+
+# ---- InstaDeep's JAX layout, written in its own conventions -------------------------------------
+
+
+def write_jax_layout(model, path, naming="published"):
+    import joblib
+
+    c = model.config
+    if naming == "published":
+        prefix, mha, mha_ln, head = "esm_transformer", "mha", "mha_layer_norm", "esm_roberta_lm_head"
+    else:
+        prefix, mha, mha_ln, head = "nucleotide_transformer", "self_attention", \
+            "self_attention_layer_norm", "roberta_lm_head"
+    f = lambda x: np.asarray(x, np.float32)  # noqa: E731
+
+    def linear(lin, i=None):
+        w = lin.weight if i is None else lin.weight[i]
+        out = {"w": f(w).T}
+        if lin.bias is not None:
+            out["b"] = f(lin.bias if i is None else lin.bias[i])
+        return out
+
+    def norm(ln, i=None):
+        return {"scale": f(ln.weight if i is None else ln.weight[i]),
+                "offset": f(ln.bias if i is None else ln.bias[i])}
+
+    params = {f"{prefix}/~/embed": {"embeddings": f(model.embed)}}
+    if model.position_embed is not None:
+        params[f"{prefix}/~/esm_learned_positional_embeddings/~/embed"] = {
+            "embeddings": f(model.position_embed)}
+    if model.emb_layer_norm_before is not None:
+        params[f"{prefix}/~/emb_layer_norm_before"] = norm(model.emb_layer_norm_before)
+    b = model.blocks
+    for i in range(c.num_layers):
+        layer = f"{prefix}/attention_layer_{i}/~/"
+        for name, lin in (("query", b.attention.query), ("key", b.attention.key),
+                          ("value", b.attention.value), ("mha_output", b.attention.output)):
+            params[f"{layer}{mha}/{name}"] = linear(lin, i)
+        params[f"{layer}{mha_ln}"] = norm(b.attention_norm, i)
+        params[f"{layer}final_layer_norm"] = norm(b.ffn_norm, i)
+        params[f"{layer}fc1"] = linear(b.ffn.fc1, i)
+        params[f"{layer}fc2"] = linear(b.ffn.fc2, i)
+    params[f"{prefix}/~/{head}/~/emb_layer_norm_after"] = norm(model.final_norm)
+    params[f"{prefix}/~/{head}/~/lm_head_fc_1"] = linear(model.lm_head.dense)
+    params[f"{prefix}/~/{head}/~/lm_head_layer_norm"] = norm(model.lm_head.norm)
+    params[f"{prefix}/~/{head}/~/lm_final_fc"] = linear(model.lm_head.decoder)
+    v2 = c.positional_embedding == "rotary"
+    hyper = {
+        "k_for_kmers": c.k_for_kmers, "max_positions": c.max_positions, "embed_scale": 1.0,
+        "emb_layer_norm_before": c.emb_layer_norm_before, "attention_heads": c.num_heads,
+        "embed_dim": c.embed_dim, "ffn_embed_dim": c.ffn_dim, "num_layers": c.num_layers,
+        "token_dropout": c.token_dropout, "masking_ratio": 0.15, "masking_prob": 0.8,
+    }
+    if v2:  # older (v1) files lack these keys: the loader must apply the original's defaults
+        hyper |= {"positional_embedding": None, "add_bias_kv": False, "add_bias_ffn": False,
+                  "use_glu_in_ffn": True, "ffn_activation_name": "swish",
+                  "use_rotary_embedding": True}
+    (path / "jax_model").mkdir(parents=True)
+    (path / "jax_model" / "hyperparams.json").write_text(json.dumps(hyper))
+    joblib.dump(params, path / "jax_model" / "pytree_ckpt.joblib")
+
+
+@pytest.mark.parametrize("naming", ["published", "newer"])
+@pytest.mark.parametrize("config", [V2, V1], ids=["v2", "v1"])
+def test_jax_layout_loads_to_the_same_outputs(tmp_path, config, naming):
+    pytest.importorskip("joblib")
+    config = config.replace(layer_norm_eps=1e-5)
+    model = perturbed_model(config, seed=2)
+    write_jax_layout(model, tmp_path, naming)
+    loaded, tok = from_pretrained(tmp_path)
+    assert tok.vocabulary == TOKENIZERS[V2 if config.use_glu else V1].vocabulary
+    assert loaded.config == model.config
+    assert_same_outputs(loaded, model, token_batch(config), config.pad_token_id)
+
+
+def test_hf_and_jax_layouts_of_one_model_agree(tmp_path):
+    pytest.importorskip("joblib")
+    model = perturbed_model(V1, seed=3)
+    save_pretrained(model, TOKENIZERS[V1], tmp_path / "hf")
+    write_jax_layout(model, tmp_path / "jax")
+    hf, _ = from_pretrained(tmp_path / "hf")
+    jx, _ = from_pretrained(tmp_path / "jax")
+    assert_same_outputs(hf, jx, token_batch(V1), V1.pad_token_id)
+
+
+def test_sharded_safetensors_and_bfloat16_loading(tmp_path):
+    model = perturbed_model(V2)
+    save_pretrained(model, TOKENIZERS[V2], tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors").unlink()
+    keys = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": keys[::2],
+              "model-00002-of-00002.safetensors": keys[1::2]}
+    weight_map = {}
+    for shard, names in shards.items():
+        save_file({k: tensors[k] for k in names}, tmp_path / shard)
+        weight_map |= dict.fromkeys(names, shard)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    loaded, _ = from_pretrained(tmp_path)
+    assert_same_outputs(loaded, model, token_batch(V2), V2.pad_token_id)
+    half, _ = from_pretrained(tmp_path, dtype=jnp.bfloat16)
+    assert {x.dtype for x in jax.tree.leaves(half) if hasattr(x, "dtype")} == {jnp.dtype("bfloat16")}
+
+
+# ---- errors and safety ------------------------------------------------------------------------
+
+
+def _saved(tmp_path, config=V2):
+    save_pretrained(perturbed_model(config), TOKENIZERS[config], tmp_path)
+    return load_file(tmp_path / "model.safetensors")
+
+
+def _rewrite(tmp_path, tensors):
+    save_file(tensors, tmp_path / "model.safetensors")
+
+
+def test_missing_key_is_named(tmp_path):
+    tensors = _saved(tmp_path)
+    del tensors["esm.encoder.layer.1.attention.self.key.bias"]
+    _rewrite(tmp_path, tensors)
+    with pytest.raises(CheckpointError, match=r"model.safetensors: missing .*layer.1.attention.self.key.bias"):
+        from_pretrained(tmp_path)
+
+
+def test_unexpected_key_is_named(tmp_path):
+    tensors = _saved(tmp_path)
+    tensors["esm.encoder.layer.0.attention.self.extra.weight"] = np.zeros(3, np.float32)
+    _rewrite(tmp_path, tensors)
+    with pytest.raises(CheckpointError, match="unexpected key esm.encoder.layer.0.attention.self.extra"):
+        from_pretrained(tmp_path)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    tensors = _saved(tmp_path)
+    tensors["lm_head.dense.weight"] = tensors["lm_head.dense.weight"][:, :-1].copy()
+    _rewrite(tmp_path, tensors)
+    with pytest.raises(CheckpointError, match=r"lm_head.dense.weight has shape \(32, 31\)"):
+        from_pretrained(tmp_path)
+
+
+def test_wrong_dtype_is_named(tmp_path):
+    tensors = _saved(tmp_path)
+    tensors["lm_head.bias"] = tensors["lm_head.bias"].astype(np.int32)
+    _rewrite(tmp_path, tensors)
+    with pytest.raises(CheckpointError, match="lm_head.bias has dtype int32"):
+        from_pretrained(tmp_path)
+
+
+def test_truncated_weights_are_an_error(tmp_path):
+    _saved(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: corrupt"):
+        from_pretrained(tmp_path)
+
+
+def test_vocabulary_disagreeing_with_config_is_an_error(tmp_path):
+    _saved(tmp_path)
+    KmerTokenizer(4).save_vocab(tmp_path / "vocab.txt")
+    with pytest.raises(CheckpointError, match="vocab.txt: 267 tokens, but config.json says vocab_size 75"):
+        from_pretrained(tmp_path)
+
+
+def test_tied_decoder_weight_comes_from_the_embedding(tmp_path):
+    tensors = _saved(tmp_path)
+    del tensors["lm_head.decoder.weight"]
+    _rewrite(tmp_path, tensors)
+    config = json.loads((tmp_path / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="missing .*lm_head.decoder.weight"):
+        from_pretrained(tmp_path)  # saved untied: the weight must be there
+    (tmp_path / "config.json").write_text(json.dumps(config | {"tie_word_embeddings": True}))
+    model, _ = from_pretrained(tmp_path)
+    np.testing.assert_array_equal(model.lm_head.decoder.weight, model.embed)
+
+
+def test_not_a_checkpoint_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        from_pretrained(tmp_path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_joblib_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "jax_model").mkdir()
+    (tmp_path / "jax_model" / "hyperparams.json").write_text(json.dumps({"k_for_kmers": 3}))
+    with open(tmp_path / "jax_model" / "pytree_ckpt.joblib", "wb") as f:
+        pickle.dump({"esm_transformer/~/embed": {"embeddings": _Exploit(marker)}}, f)
+    with pytest.raises(UnsafePickleError, match=r"refusing to load (posix|os)\.system"):
+        from_pretrained(tmp_path)
+    assert not marker.exists()
+
+
+def test_malicious_torch_file_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    save_pretrained(perturbed_model(V2), TOKENIZERS[V2], tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with zipfile.ZipFile(tmp_path / "pytorch_model.bin", "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"lm_head.bias": _Exploit(marker)}))
+    with pytest.raises(UnsafePickleError, match="refusing to load"):
+        from_pretrained(tmp_path)
+    assert not marker.exists()
+
+
+# ---- against transformers' own ESM (optional: torch + transformers) ----------------------------
+
+
+@pytest.mark.parametrize("variant", ["v1-absolute", "rotary"])
+@pytest.mark.parametrize("serialization", ["safetensors", "bin"])
+def test_matches_transformers_esm(tmp_path, variant, serialization):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    tok = KmerTokenizer(2, layout="v1")
+    rotary = variant == "rotary"
+    hf_config = transformers.EsmConfig(
+        vocab_size=tok.vocab_size - 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=42, hidden_act="gelu",
+        position_embedding_type="rotary" if rotary else "absolute",
+        emb_layer_norm_before=not rotary, token_dropout=not rotary, layer_norm_eps=1e-5,
+        pad_token_id=1, mask_token_id=2, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    hf = transformers.EsmForMaskedLM(hf_config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    hf.save_pretrained(tmp_path, safe_serialization=serialization == "safetensors")
+    tok.save_vocab(tmp_path / "vocab.txt")
+    model, _ = from_pretrained(tmp_path)
+
+    config = model.config
+    tokens = token_batch(V1, seed=4)  # the same k=2 v1 tokenizer serves both variants
+    with torch.no_grad():
+        ref = hf(torch.as_tensor(tokens, dtype=torch.long),
+                 attention_mask=torch.as_tensor(tokens != 1, dtype=torch.long),
+                 output_hidden_states=True)
+    ours = jax.vmap(lambda t: model(t, hidden_states=True))(jnp.asarray(tokens))
+    valid = tokens != config.pad_token_id
+    pairs = [(ours.logits, ref.logits), *zip(ours.hidden_states, ref.hidden_states, strict=True)]
+    for a, b in pairs:
+        b = b.numpy()[valid]
+        np.testing.assert_allclose(np.asarray(a)[valid], b, rtol=1e-4, atol=1e-4 * np.abs(b).max())

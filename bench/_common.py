@@ -12,7 +12,9 @@ from collections.abc import Callable
 from importlib import metadata
 
 # Overridable so that the smoke tests do not overwrite committed results.
-RESULTS = pathlib.Path(os.environ.get("CODONNT_BENCH_RESULTS", pathlib.Path(__file__).parent / "results"))
+RESULTS = pathlib.Path(
+    os.environ.get("CODONNT_BENCH_RESULTS", pathlib.Path(__file__).parent / "results")
+)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:

@@ -20,9 +20,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import environment, median_seconds, write_result
-
 from codonnt_eqx.kernels import attention, flash_attention
+
+from _common import environment, median_seconds, write_result
 
 
 def _bundled_pallas_mha():
@@ -59,6 +59,7 @@ def time_one(fn, q, k, v, lengths, mode: str, repeats: int):
     if mode == "fwd":
         step = jax.jit(fn)
     else:
+
         def loss(q, k, v, n):
             return jnp.sum(fn(q, k, v, n).astype(jnp.float32))
 
@@ -99,9 +100,14 @@ def plot(rows, path) -> bool:
         for impl, m, d, padded in series:
             if m != mode:
                 continue
-            pts = sorted((r["length"], r["tflops"]) for r in rows
-                         if (r["impl"], r["mode"], r["head_dim"], r["padded"]) == (impl, m, d, padded))
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{impl} D={d}{' pad' if padded else ''}")
+            pts = sorted(
+                (r["length"], r["tflops"])
+                for r in rows
+                if (r["impl"], r["mode"], r["head_dim"], r["padded"]) == (impl, m, d, padded)
+            )
+            ax.plot(
+                *zip(*pts, strict=True), marker="o", label=f"{impl} D={d}{' pad' if padded else ''}"
+            )
         ax.set(xscale="log", xlabel="sequence length", ylabel="TFLOP/s (nominal)", title=mode)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
@@ -112,7 +118,9 @@ def plot(rows, path) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192, 16384])
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192, 16384]
+    )
     parser.add_argument("--head-dims", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--tokens", type=int, default=32768, help="batch x length")
     parser.add_argument("--model-dim", type=int, default=2048, help="heads x head_dim")
@@ -127,10 +135,15 @@ def main() -> None:
         for length in args.lengths:
             batch = max(1, args.tokens // length)
             heads = max(1, args.model_dim // d)
-            q, k, v = (jnp.asarray(rng.normal(size=(batch, length, heads, d)), dtype) for _ in range(3))
+            q, k, v = (
+                jnp.asarray(rng.normal(size=(batch, length, heads, d)), dtype) for _ in range(3)
+            )
             for padded in (False, True):
-                lengths = (jnp.asarray(rng.integers(length // 2, length + 1, size=batch), jnp.int32)
-                           if padded else jnp.full((batch,), length, jnp.int32))
+                lengths = (
+                    jnp.asarray(rng.integers(length // 2, length + 1, size=batch), jnp.int32)
+                    if padded
+                    else jnp.full((batch,), length, jnp.int32)
+                )
                 for name, fn in implementations(platform).items():
                     if padded and name == "jax pallas mha":
                         continue
@@ -140,33 +153,61 @@ def main() -> None:
                         except Exception as e:  # noqa: BLE001 - record why a cell is empty
                             print(f"{name} {mode} L={length} D={d}: {type(e).__name__}: {e}"[:300])
                             continue
-                        flops = 4 * batch * heads * length * length * d * (2.5 if mode != "fwd" else 1)
-                        row = dict(impl=name, mode=mode, length=length, head_dim=d, batch=batch,
-                                   heads=heads, padded=padded, seconds=seconds,
-                                   compile_seconds=compile_s, tflops=flops / seconds / 1e12,
-                                   peak_bytes=peak_memory())
+                        flops = (
+                            4 * batch * heads * length * length * d * (2.5 if mode != "fwd" else 1)
+                        )
+                        row = dict(
+                            impl=name,
+                            mode=mode,
+                            length=length,
+                            head_dim=d,
+                            batch=batch,
+                            heads=heads,
+                            padded=padded,
+                            seconds=seconds,
+                            compile_seconds=compile_s,
+                            tflops=flops / seconds / 1e12,
+                            peak_bytes=peak_memory(),
+                        )
                         rows.append(row)
-                        print(f"{name:>15} {mode:>7} L={length:>5} D={d:>3} pad={padded!s:>5} "
-                              f"{seconds * 1e3:9.3f} ms {row['tflops']:7.2f} TFLOP/s")
+                        print(
+                            f"{name:>15} {mode:>7} L={length:>5} D={d:>3} pad={padded!s:>5} "
+                            f"{seconds * 1e3:9.3f} ms {row['tflops']:7.2f} TFLOP/s"
+                        )
     env = environment()
-    result = {"command": "python bench/attention.py " + " ".join(sys.argv[1:]), "dtype": "bfloat16",
-              "rows": rows, "environment": env}
+    result = {
+        "command": "python bench/attention.py " + " ".join(sys.argv[1:]),
+        "dtype": "bfloat16",
+        "rows": rows,
+        "environment": env,
+    }
     if platform == "cpu":
         result["interpret_mode_max_abs_error"] = {
-            "float32": check_interpret_mode(jnp.float32), "bfloat16": check_interpret_mode(jnp.bfloat16)
+            "float32": check_interpret_mode(jnp.float32),
+            "bfloat16": check_interpret_mode(jnp.bfloat16),
         }
     device = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
     name = f"attention_{device}_jax{jax.__version__}"
-    lines = [f"# Attention benchmark on {env['device']} (jax {jax.__version__}, bfloat16)", "",
-             f"`{result['command']}`", "",
-             "| impl | mode | L | D | B x H | padded | ms | TFLOP/s | compile s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['impl']} | {r['mode']} | {r['length']} | {r['head_dim']} | {r['batch']} x "
-              f"{r['heads']} | {r['padded']} | {r['seconds'] * 1e3:.3f} | {r['tflops']:.2f} | "
-              f"{r['compile_seconds']:.2f} |" for r in rows]
+    lines = [
+        f"# Attention benchmark on {env['device']} (jax {jax.__version__}, bfloat16)",
+        "",
+        f"`{result['command']}`",
+        "",
+        "| impl | mode | L | D | B x H | padded | ms | TFLOP/s | compile s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['impl']} | {r['mode']} | {r['length']} | {r['head_dim']} | {r['batch']} x "
+        f"{r['heads']} | {r['padded']} | {r['seconds'] * 1e3:.3f} | {r['tflops']:.2f} | "
+        f"{r['compile_seconds']:.2f} |"
+        for r in rows
+    ]
     if "interpret_mode_max_abs_error" in result:
-        lines += ["", f"Interpret-mode check of our kernel (max abs error vs reference): "
-                  f"{result['interpret_mode_max_abs_error']}"]
+        lines += [
+            "",
+            f"Interpret-mode check of our kernel (max abs error vs reference): "
+            f"{result['interpret_mode_max_abs_error']}",
+        ]
     lines += ["", f"Environment: `{env}`", ""]
     path = write_result(name, result, "\n".join(lines))
     if rows and plot(rows, path.with_suffix(".png")):

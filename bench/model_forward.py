@@ -46,9 +46,16 @@ def run_one(batch: int, length: int, dtype_name: str, attention: str, repeats: i
     peak = stats.get("peak_bytes_in_use")
     if peak is None:  # CPU: the process's peak resident set (KiB on Linux)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dict(batch=batch, length=length, dtype=dtype_name, attention=attention,
-                seconds=seconds, tokens_per_s=batch * length / seconds,
-                compile_seconds=compile_s, peak_bytes=peak)
+    return dict(
+        batch=batch,
+        length=length,
+        dtype=dtype_name,
+        attention=attention,
+        seconds=seconds,
+        tokens_per_s=batch * length / seconds,
+        compile_seconds=compile_s,
+        peak_bytes=peak,
+    )
 
 
 def main() -> None:
@@ -68,25 +75,50 @@ def main() -> None:
     rows = []
     for batch in args.batches:
         for dtype in args.dtypes:
-            cmd = [sys.executable, __file__, "--one", "--batches", str(batch), "--length",
-                   str(args.length), "--dtypes", dtype, "--attention", args.attention,
-                   "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                "--batches",
+                str(batch),
+                "--length",
+                str(args.length),
+                "--dtypes",
+                dtype,
+                "--attention",
+                args.attention,
+                "--repeats",
+                str(args.repeats),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
-            print(f"batch {batch} x {args.length} {dtype:>8}: {row['tokens_per_s']:10,.0f} tokens/s "
-                  f"({row['seconds'] * 1e3:.1f} ms), compile {row['compile_seconds']:.2f} s, "
-                  f"peak {row['peak_bytes'] / 2**20:,.0f} MiB")
+            print(
+                f"batch {batch} x {args.length} {dtype:>8}: {row['tokens_per_s']:10,.0f} tokens/s "
+                f"({row['seconds'] * 1e3:.1f} ms), compile {row['compile_seconds']:.2f} s, "
+                f"peak {row['peak_bytes'] / 2**20:,.0f} MiB"
+            )
     env = environment()
-    result = {"command": "python bench/model_forward.py " + " ".join(sys.argv[1:]),
-              "model": "codon_nt", "rows": rows, "environment": env}
-    lines = [f"# codon_nt forward on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}",
-             "", f"`{result['command']}`", "",
-             "| batch x length | dtype | attention | tokens/s | ms / batch | compile s | peak MiB |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['batch']} x {r['length']} | {r['dtype']} | {r['attention']} | "
-              f"{r['tokens_per_s']:,.0f} | {r['seconds'] * 1e3:.1f} | {r['compile_seconds']:.2f} | "
-              f"{r['peak_bytes'] / 2**20:,.0f} |" for r in rows]
+    result = {
+        "command": "python bench/model_forward.py " + " ".join(sys.argv[1:]),
+        "model": "codon_nt",
+        "rows": rows,
+        "environment": env,
+    }
+    lines = [
+        f"# codon_nt forward on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}",
+        "",
+        f"`{result['command']}`",
+        "",
+        "| batch x length | dtype | attention | tokens/s | ms / batch | compile s | peak MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['batch']} x {r['length']} | {r['dtype']} | {r['attention']} | "
+        f"{r['tokens_per_s']:,.0f} | {r['seconds'] * 1e3:.1f} | {r['compile_seconds']:.2f} | "
+        f"{r['peak_bytes'] / 2**20:,.0f} |"
+        for r in rows
+    ]
     lines += ["", f"Environment: `{env}`", ""]
     name = f"model_forward_{str(env['device']).lower().replace(' ', '-')}_jax{env['jax']}"
     print(f"wrote {write_result(name, result, chr(10).join(lines))}")

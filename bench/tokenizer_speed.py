@@ -16,9 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "tests"))
 from _common import environment, median_seconds, write_result  # noqa: E402
-from reference_tokenizer import reference_encode  # noqa: E402
-
 from codonnt_eqx import KmerTokenizer  # noqa: E402
+from reference_tokenizer import reference_encode  # noqa: E402
 
 
 def random_dna(num: int, length: int, n_rate: float, seed: int) -> list[str]:
@@ -38,8 +37,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--n-rate", type=float, default=0.001, help="fraction of N bases")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--python-subset", type=int, default=500,
-                        help="sequences timed for the pure-Python side (it is slow)")
+    parser.add_argument(
+        "--python-subset",
+        type=int,
+        default=500,
+        help="sequences timed for the pure-Python side (it is slow)",
+    )
     args = parser.parse_args()
 
     seqs = random_dna(args.num, args.length, args.n_rate, seed=0)

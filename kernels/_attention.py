@@ -56,4 +56,6 @@ def attention(
     if kv_lengths is None:
         kv_lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
     pallas = functools.partial(flash_attention, scale=scale)
-    return lax.platform_dependent(q, k, v, kv_lengths, cpu=xla, cuda=pallas, rocm=pallas, tpu=pallas)
+    return lax.platform_dependent(
+        q, k, v, kv_lengths, cpu=xla, cuda=pallas, rocm=pallas, tpu=pallas
+    )

@@ -30,8 +30,14 @@ class _Config:
 
 def _forward_impl(cfg: _Config, q, k, v, lengths):
     return _KERNELS[cfg.backend].forward(
-        q, k, v, lengths,
-        scale=cfg.scale, blocks=cfg.blocks, precision=cfg.precision, interpret=cfg.interpret,
+        q,
+        k,
+        v,
+        lengths,
+        scale=cfg.scale,
+        blocks=cfg.blocks,
+        precision=cfg.precision,
+        interpret=cfg.interpret,
     )
 
 
@@ -51,8 +57,17 @@ def _attention_bwd(cfg: _Config, residuals, do):
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.einsum("blhd,blhd->bhl", o.astype(jnp.float32), do.astype(jnp.float32))
     dq, dk, dv = _KERNELS[cfg.backend].backward(
-        q, k, v, lengths, do, lse, delta[..., None],
-        scale=cfg.scale, blocks=cfg.blocks, precision=cfg.precision, interpret=cfg.interpret,
+        q,
+        k,
+        v,
+        lengths,
+        do,
+        lse,
+        delta[..., None],
+        scale=cfg.scale,
+        blocks=cfg.blocks,
+        precision=cfg.precision,
+        interpret=cfg.interpret,
     )
     return dq, dk, dv, None
 
@@ -120,8 +135,10 @@ def flash_attention(
             f"{q.shape}, {k.shape}, {v.shape}"
         )
     if not q.dtype == k.dtype == v.dtype or q.dtype not in _DTYPES:
-        raise ValueError(f"q, k, v must share a float32/bfloat16/float16 dtype, got "
-                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+        raise ValueError(
+            f"q, k, v must share a float32/bfloat16/float16 dtype, got "
+            f"{q.dtype}, {k.dtype}, {v.dtype}"
+        )
     batch, length, _, head_dim = q.shape
     if not 1 <= head_dim <= 256:
         raise ValueError(f"head_dim must be in 1..256, got {head_dim}")
@@ -132,7 +149,9 @@ def flash_attention(
     else:
         lengths = jnp.asarray(kv_lengths)
         if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise ValueError(f"kv_lengths must be int [{batch}], got {lengths.dtype}{lengths.shape}")
+            raise ValueError(
+                f"kv_lengths must be int [{batch}], got {lengths.dtype}{lengths.shape}"
+            )
         lengths = jnp.clip(lengths, 0, length).astype(jnp.int32)
     if isinstance(block_sizes, BlockSizes):
         block_sizes = {backend or "gpu": block_sizes}
@@ -148,7 +167,10 @@ def flash_attention(
         return run(backend, interpret, q, k, v, lengths)
     compiled = False if interpret is None else interpret
     return lax.platform_dependent(
-        q, k, v, lengths,
+        q,
+        k,
+        v,
+        lengths,
         cpu=functools.partial(run, "gpu", True if interpret is None else interpret),
         cuda=functools.partial(run, "gpu", compiled),
         rocm=functools.partial(run, "gpu", compiled),

@@ -85,8 +85,12 @@ def forward(q, k, v, lengths, *, scale, blocks: BlockSizes, precision, interpret
     o, lse = pl.pallas_call(
         functools.partial(_forward_kernel, scale=scale, precision=precision),
         grid=(batch, heads, length // bq, length // bk),
-        in_specs=[_LENGTHS, _tile(bq, head_dim, True), _tile(bk, head_dim, False),
-                  _tile(bk, head_dim, False)],
+        in_specs=[
+            _LENGTHS,
+            _tile(bq, head_dim, True),
+            _tile(bk, head_dim, False),
+            _tile(bk, head_dim, False),
+        ],
         out_specs=[_tile(bq, head_dim, True), _tile(bq, 1, True)],
         out_shape=[
             jax.ShapeDtypeStruct(q.shape, q.dtype),
@@ -120,8 +124,15 @@ def _dq_kernel(
     def _():
         valid = key_validity(start, block_k, kv_len)
         ds, _, k, _ = backward_tile(
-            q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...], delta_ref[...],
-            valid, scale, precision,
+            q_ref[...],
+            k_ref[...],
+            v_ref[...],
+            do_ref[...],
+            lse_ref[...],
+            delta_ref[...],
+            valid,
+            scale,
+            precision,
         )
         dq_scr[...] += dot_nn(ds.astype(k.dtype), k, precision)
 
@@ -131,8 +142,20 @@ def _dq_kernel(
 
 
 def _dkdv_kernel(
-    len_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, dk_scr, dv_scr,
-    *, scale, precision,
+    len_ref,
+    q_ref,
+    k_ref,
+    v_ref,
+    do_ref,
+    lse_ref,
+    delta_ref,
+    dk_ref,
+    dv_ref,
+    dk_scr,
+    dv_scr,
+    *,
+    scale,
+    precision,
 ):
     kv_len = len_ref[pl.program_id(0)]
     i = pl.program_id(3)
@@ -170,8 +193,12 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         functools.partial(_dq_kernel, scale=scale, precision=precision),
         grid=(batch, heads, length // bq, length // bk),
         in_specs=[
-            _LENGTHS, _tile(bq, head_dim, True), _tile(bk, head_dim, False),
-            _tile(bk, head_dim, False), _tile(bq, head_dim, True), _tile(bq, 1, True),
+            _LENGTHS,
+            _tile(bq, head_dim, True),
+            _tile(bk, head_dim, False),
+            _tile(bk, head_dim, False),
+            _tile(bq, head_dim, True),
+            _tile(bq, 1, True),
             _tile(bq, 1, True),
         ],
         out_specs=_tile(bq, head_dim, True),
@@ -185,8 +212,12 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         functools.partial(_dkdv_kernel, scale=scale, precision=precision),
         grid=(batch, heads, length // bk, length // bq),
         in_specs=[
-            _LENGTHS, _tile(bq, head_dim, False), _tile(bk, head_dim, True),
-            _tile(bk, head_dim, True), _tile(bq, head_dim, False), _tile(bq, 1, False),
+            _LENGTHS,
+            _tile(bq, head_dim, False),
+            _tile(bk, head_dim, True),
+            _tile(bk, head_dim, True),
+            _tile(bq, head_dim, False),
+            _tile(bq, 1, False),
             _tile(bq, 1, False),
         ],
         out_specs=[_tile(bk, head_dim, True), _tile(bk, head_dim, True)],

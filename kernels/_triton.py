@@ -129,8 +129,19 @@ def _dq_kernel(
 
 
 def _dkdv_kernel(
-    len_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref,
-    *, scale, block_q, precision,
+    len_ref,
+    q_ref,
+    k_ref,
+    v_ref,
+    do_ref,
+    lse_ref,
+    delta_ref,
+    dk_ref,
+    dv_ref,
+    *,
+    scale,
+    block_q,
+    precision,
 ):
     kv_len = len_ref[0]
     k, v = k_ref[...], v_ref[...]
@@ -166,8 +177,13 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         functools.partial(_dq_kernel, scale=scale, block_k=bk, precision=precision),
         grid=(batch, heads, length // bq),
         in_specs=[
-            _length_spec(), _tile_spec(bq, head_dim), whole, whole,
-            _tile_spec(bq, head_dim), _stat_tile_spec(bq), _stat_tile_spec(bq),
+            _length_spec(),
+            _tile_spec(bq, head_dim),
+            whole,
+            whole,
+            _tile_spec(bq, head_dim),
+            _stat_tile_spec(bq),
+            _stat_tile_spec(bq),
         ],
         out_specs=_tile_spec(bq, head_dim),
         out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
@@ -178,8 +194,13 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         functools.partial(_dkdv_kernel, scale=scale, block_q=bq, precision=precision),
         grid=(batch, heads, length // bk),
         in_specs=[
-            _length_spec(), whole, _tile_spec(bk, head_dim), _tile_spec(bk, head_dim),
-            whole, whole_stat, whole_stat,
+            _length_spec(),
+            whole,
+            _tile_spec(bk, head_dim),
+            _tile_spec(bk, head_dim),
+            whole,
+            whole_stat,
+            whole_stat,
         ],
         out_specs=[_tile_spec(bk, head_dim), _tile_spec(bk, head_dim)],
         out_shape=[

@@ -1,5 +1,4 @@
 import json
-import pathlib
 import pickle
 import zipfile
 
@@ -8,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
-from test_model import V1, V2, perturbed_model, token_batch
 
 from codonnt_eqx import (
     CheckpointError,
@@ -17,6 +15,7 @@ from codonnt_eqx import (
     from_pretrained,
     save_pretrained,
 )
+from test_model import V1, V2, perturbed_model, token_batch
 
 TOKENIZERS = {V2: KmerTokenizer(3), V1: KmerTokenizer(2, layout="v1")}
 
@@ -29,8 +28,12 @@ def outputs(model, tokens):
 def assert_same_outputs(a, b, tokens, pad_id, rtol=0.0):
     valid = np.asarray(tokens) != pad_id
     for x, y in zip(outputs(a, tokens), outputs(b, tokens), strict=True):
-        np.testing.assert_allclose(np.asarray(x)[valid], np.asarray(y)[valid], rtol=rtol,
-                                   atol=rtol * float(np.abs(np.asarray(y)[valid]).max()))
+        np.testing.assert_allclose(
+            np.asarray(x)[valid],
+            np.asarray(y)[valid],
+            rtol=rtol,
+            atol=rtol * float(np.abs(np.asarray(y)[valid]).max()),
+        )
 
 
 @pytest.mark.parametrize("config", [V2, V1], ids=["v2", "v1"])
@@ -54,10 +57,19 @@ def write_jax_layout(model, path, naming="published"):
 
     c = model.config
     if naming == "published":
-        prefix, mha, mha_ln, head = "esm_transformer", "mha", "mha_layer_norm", "esm_roberta_lm_head"
+        prefix, mha, mha_ln, head = (
+            "esm_transformer",
+            "mha",
+            "mha_layer_norm",
+            "esm_roberta_lm_head",
+        )
     else:
-        prefix, mha, mha_ln, head = "nucleotide_transformer", "self_attention", \
-            "self_attention_layer_norm", "roberta_lm_head"
+        prefix, mha, mha_ln, head = (
+            "nucleotide_transformer",
+            "self_attention",
+            "self_attention_layer_norm",
+            "roberta_lm_head",
+        )
     f = lambda x: np.asarray(x, np.float32)  # noqa: E731
 
     def linear(lin, i=None):
@@ -68,20 +80,27 @@ def write_jax_layout(model, path, naming="published"):
         return out
 
     def norm(ln, i=None):
-        return {"scale": f(ln.weight if i is None else ln.weight[i]),
-                "offset": f(ln.bias if i is None else ln.bias[i])}
+        return {
+            "scale": f(ln.weight if i is None else ln.weight[i]),
+            "offset": f(ln.bias if i is None else ln.bias[i]),
+        }
 
     params = {f"{prefix}/~/embed": {"embeddings": f(model.embed)}}
     if model.position_embed is not None:
         params[f"{prefix}/~/esm_learned_positional_embeddings/~/embed"] = {
-            "embeddings": f(model.position_embed)}
+            "embeddings": f(model.position_embed)
+        }
     if model.emb_layer_norm_before is not None:
         params[f"{prefix}/~/emb_layer_norm_before"] = norm(model.emb_layer_norm_before)
     b = model.blocks
     for i in range(c.num_layers):
         layer = f"{prefix}/attention_layer_{i}/~/"
-        for name, lin in (("query", b.attention.query), ("key", b.attention.key),
-                          ("value", b.attention.value), ("mha_output", b.attention.output)):
+        for name, lin in (
+            ("query", b.attention.query),
+            ("key", b.attention.key),
+            ("value", b.attention.value),
+            ("mha_output", b.attention.output),
+        ):
             params[f"{layer}{mha}/{name}"] = linear(lin, i)
         params[f"{layer}{mha_ln}"] = norm(b.attention_norm, i)
         params[f"{layer}final_layer_norm"] = norm(b.ffn_norm, i)
@@ -93,15 +112,27 @@ def write_jax_layout(model, path, naming="published"):
     params[f"{prefix}/~/{head}/~/lm_final_fc"] = linear(model.lm_head.decoder)
     v2 = c.positional_embedding == "rotary"
     hyper = {
-        "k_for_kmers": c.k_for_kmers, "max_positions": c.max_positions, "embed_scale": 1.0,
-        "emb_layer_norm_before": c.emb_layer_norm_before, "attention_heads": c.num_heads,
-        "embed_dim": c.embed_dim, "ffn_embed_dim": c.ffn_dim, "num_layers": c.num_layers,
-        "token_dropout": c.token_dropout, "masking_ratio": 0.15, "masking_prob": 0.8,
+        "k_for_kmers": c.k_for_kmers,
+        "max_positions": c.max_positions,
+        "embed_scale": 1.0,
+        "emb_layer_norm_before": c.emb_layer_norm_before,
+        "attention_heads": c.num_heads,
+        "embed_dim": c.embed_dim,
+        "ffn_embed_dim": c.ffn_dim,
+        "num_layers": c.num_layers,
+        "token_dropout": c.token_dropout,
+        "masking_ratio": 0.15,
+        "masking_prob": 0.8,
     }
     if v2:  # older (v1) files lack these keys: the loader must apply the original's defaults
-        hyper |= {"positional_embedding": None, "add_bias_kv": False, "add_bias_ffn": False,
-                  "use_glu_in_ffn": True, "ffn_activation_name": "swish",
-                  "use_rotary_embedding": True}
+        hyper |= {
+            "positional_embedding": None,
+            "add_bias_kv": False,
+            "add_bias_ffn": False,
+            "use_glu_in_ffn": True,
+            "ffn_activation_name": "swish",
+            "use_rotary_embedding": True,
+        }
     (path / "jax_model").mkdir(parents=True)
     (path / "jax_model" / "hyperparams.json").write_text(json.dumps(hyper))
     joblib.dump(params, path / "jax_model" / "pytree_ckpt.joblib")
@@ -136,8 +167,10 @@ def test_sharded_safetensors_and_bfloat16_loading(tmp_path):
     tensors = load_file(tmp_path / "model.safetensors")
     (tmp_path / "model.safetensors").unlink()
     keys = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": keys[::2],
-              "model-00002-of-00002.safetensors": keys[1::2]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[::2],
+        "model-00002-of-00002.safetensors": keys[1::2],
+    }
     weight_map = {}
     for shard, names in shards.items():
         save_file({k: tensors[k] for k in names}, tmp_path / shard)
@@ -146,7 +179,9 @@ def test_sharded_safetensors_and_bfloat16_loading(tmp_path):
     loaded, _ = from_pretrained(tmp_path)
     assert_same_outputs(loaded, model, token_batch(V2), V2.pad_token_id)
     half, _ = from_pretrained(tmp_path, dtype=jnp.bfloat16)
-    assert {x.dtype for x in jax.tree.leaves(half) if hasattr(x, "dtype")} == {jnp.dtype("bfloat16")}
+    assert {x.dtype for x in jax.tree.leaves(half) if hasattr(x, "dtype")} == {
+        jnp.dtype("bfloat16")
+    }
 
 
 # ---- errors and safety ------------------------------------------------------------------------
@@ -165,7 +200,9 @@ def test_missing_key_is_named(tmp_path):
     tensors = _saved(tmp_path)
     del tensors["esm.encoder.layer.1.attention.self.key.bias"]
     _rewrite(tmp_path, tensors)
-    with pytest.raises(CheckpointError, match=r"model.safetensors: missing .*layer.1.attention.self.key.bias"):
+    with pytest.raises(
+        CheckpointError, match=r"model.safetensors: missing .*layer.1.attention.self.key.bias"
+    ):
         from_pretrained(tmp_path)
 
 
@@ -173,7 +210,9 @@ def test_unexpected_key_is_named(tmp_path):
     tensors = _saved(tmp_path)
     tensors["esm.encoder.layer.0.attention.self.extra.weight"] = np.zeros(3, np.float32)
     _rewrite(tmp_path, tensors)
-    with pytest.raises(CheckpointError, match="unexpected key esm.encoder.layer.0.attention.self.extra"):
+    with pytest.raises(
+        CheckpointError, match="unexpected key esm.encoder.layer.0.attention.self.extra"
+    ):
         from_pretrained(tmp_path)
 
 
@@ -204,7 +243,9 @@ def test_truncated_weights_are_an_error(tmp_path):
 def test_vocabulary_disagreeing_with_config_is_an_error(tmp_path):
     _saved(tmp_path)
     KmerTokenizer(4).save_vocab(tmp_path / "vocab.txt")
-    with pytest.raises(CheckpointError, match="vocab.txt: 267 tokens, but config.json says vocab_size 75"):
+    with pytest.raises(
+        CheckpointError, match="vocab.txt: 267 tokens, but config.json says vocab_size 75"
+    ):
         from_pretrained(tmp_path)
 
 
@@ -268,12 +309,22 @@ def test_matches_transformers_esm(tmp_path, variant, serialization):
     tok = KmerTokenizer(2, layout="v1")
     rotary = variant == "rotary"
     hf_config = transformers.EsmConfig(
-        vocab_size=tok.vocab_size - 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=42, hidden_act="gelu",
+        vocab_size=tok.vocab_size - 2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=42,
+        hidden_act="gelu",
         position_embedding_type="rotary" if rotary else "absolute",
-        emb_layer_norm_before=not rotary, token_dropout=not rotary, layer_norm_eps=1e-5,
-        pad_token_id=1, mask_token_id=2, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, tie_word_embeddings=False,
+        emb_layer_norm_before=not rotary,
+        token_dropout=not rotary,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        mask_token_id=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     hf = transformers.EsmForMaskedLM(hf_config).eval()
@@ -287,9 +338,11 @@ def test_matches_transformers_esm(tmp_path, variant, serialization):
     config = model.config
     tokens = token_batch(V1, seed=4)  # the same k=2 v1 tokenizer serves both variants
     with torch.no_grad():
-        ref = hf(torch.as_tensor(tokens, dtype=torch.long),
-                 attention_mask=torch.as_tensor(tokens != 1, dtype=torch.long),
-                 output_hidden_states=True)
+        ref = hf(
+            torch.as_tensor(tokens, dtype=torch.long),
+            attention_mask=torch.as_tensor(tokens != 1, dtype=torch.long),
+            output_hidden_states=True,
+        )
     ours = jax.vmap(lambda t: model(t, hidden_states=True))(jnp.asarray(tokens))
     valid = tokens != config.pad_token_id
     pairs = [(ours.logits, ref.logits), *zip(ours.hidden_states, ref.hidden_states, strict=True)]

@@ -1,9 +1,8 @@
 import pathlib
 
-from reference_tokenizer import reference_tokens
-
 from codonnt_eqx import read_fasta
 from codonnt_eqx._cli import main
+from reference_tokenizer import reference_tokens
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta"
 

@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from codonnt_eqx.kernels import BlockSizes, attention, flash_attention, reference_attention
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from codonnt_eqx.kernels import BlockSizes, attention, flash_attention, reference_attention
 
 TOLERANCE = {jnp.float32: 2e-5, jnp.float16: 5e-3, jnp.bfloat16: 3e-2}
 SMALL_BLOCKS = BlockSizes(block_q=16, block_k=32, block_q_bwd=32, block_k_bwd=16)

@@ -17,11 +17,25 @@ from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, prese
 V2 = ModelConfig(vocab_size=75, embed_dim=32, num_layers=2, num_heads=4, ffn_dim=48)
 V2_RESCALED = V2.replace(rotary_rescaling=2.5, embed_scale=0.9, key_dim=6, layer_norm_eps=1e-3)
 V1 = ModelConfig(
-    vocab_size=25, embed_dim=32, num_layers=2, num_heads=4, ffn_dim=64,
-    positional_embedding="learned", max_positions=40, use_glu=False, ffn_activation="gelu",
-    add_bias_ffn=True, emb_layer_norm_before=True, token_dropout=True, k_for_kmers=2,
+    vocab_size=25,
+    embed_dim=32,
+    num_layers=2,
+    num_heads=4,
+    ffn_dim=64,
+    positional_embedding="learned",
+    max_positions=40,
+    use_glu=False,
+    ffn_activation="gelu",
+    add_bias_ffn=True,
+    emb_layer_norm_before=True,
+    token_dropout=True,
+    k_for_kmers=2,
 )
-TOKENIZERS = {V2: KmerTokenizer(3), V2_RESCALED: KmerTokenizer(3), V1: KmerTokenizer(2, layout="v1")}
+TOKENIZERS = {
+    V2: KmerTokenizer(3),
+    V2_RESCALED: KmerTokenizer(3),
+    V1: KmerTokenizer(2, layout="v1"),
+}
 
 
 def perturbed_model(config, seed=0):
@@ -79,8 +93,9 @@ def np_rotate(x, config):
     inv_freq = np.array([1.0 / base ** (2 * i / dim) for i in range(half)])
     angle = np.arange(length)[:, None, None] * inv_freq[None, None, :]
     a, b = x[..., :half], x[..., half:]
-    return np.concatenate([a * np.cos(angle) - b * np.sin(angle),
-                           b * np.cos(angle) + a * np.sin(angle)], axis=-1)
+    return np.concatenate(
+        [a * np.cos(angle) - b * np.sin(angle), b * np.cos(angle) + a * np.sin(angle)], axis=-1
+    )
 
 
 def np_forward(model, tokens):
@@ -104,8 +119,10 @@ def np_forward(model, tokens):
     for i in range(c.num_layers):
         att = blocks.attention
         h = np_layer_norm_i(x, blocks.attention_norm, i, eps)
-        q, k, v = (np_linear(h, lin, i).reshape(len(tokens), h_, d_)
-                   for lin in (att.query, att.key, att.value))
+        q, k, v = (
+            np_linear(h, lin, i).reshape(len(tokens), h_, d_)
+            for lin in (att.query, att.key, att.value)
+        )
         if c.positional_embedding == "rotary":
             q, k = np_rotate(q, c), np_rotate(k, c)
         s = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(d_)
@@ -125,7 +142,9 @@ def np_forward(model, tokens):
     emb = np_layer_norm(x, model.final_norm, eps)
     hidden[-1] = emb
     head = model.lm_head
-    logits = np_linear(np_layer_norm(np_gelu(np_linear(emb, head.dense)), head.norm, eps), head.decoder)
+    logits = np_linear(
+        np_layer_norm(np_gelu(np_linear(emb, head.dense)), head.norm, eps), head.decoder
+    )
     logits[is_pad] = 0.0
     return logits, emb, hidden
 
@@ -178,8 +197,12 @@ def test_attention_maps_are_softmax_weights_over_real_keys():
         model(jnp.asarray(tokens[0]), attention_maps=[(2, 0)])
 
 
-@given(shift=st.integers(0, 500), m=st.integers(0, 100), n=st.integers(0, 100),
-       rescaling=st.sampled_from([1.0, 4.0]))
+@given(
+    shift=st.integers(0, 500),
+    m=st.integers(0, 100),
+    n=st.integers(0, 100),
+    rescaling=st.sampled_from([1.0, 4.0]),
+)
 def test_rotary_scores_depend_only_on_relative_position(shift, m, n, rescaling):
     from codonnt_eqx._layers import RotaryEmbedding
 
@@ -242,8 +265,13 @@ def test_padding_in_the_middle_is_an_error():
 
 @pytest.mark.parametrize(
     "name,published",
-    [("codon_nt", 50e6), ("nt_v2_50m", 50e6), ("nt_v2_500m", 500e6), ("nt_v1_500m", 500e6),
-     ("nt_v1_2b5", 2.5e9)],
+    [
+        ("codon_nt", 50e6),
+        ("nt_v2_50m", 50e6),
+        ("nt_v2_500m", 500e6),
+        ("nt_v1_500m", 500e6),
+        ("nt_v1_2b5", 2.5e9),
+    ],
 )
 def test_preset_sizes_match_published(name, published):
     shapes = eqx.filter_eval_shape(NucleotideTransformer, preset(name), key=jr.key(0))
@@ -255,7 +283,13 @@ def test_codon_nt_preset_matches_the_codon_tokenizer():
     c = preset("codon_nt")
     tok = KmerTokenizer(3)
     assert (c.vocab_size, c.embed_dim, c.num_layers, c.num_heads, c.ffn_dim, c.head_dim) == (
-        tok.vocab_size, 512, 12, 16, 2048, 32)
+        tok.vocab_size,
+        512,
+        12,
+        16,
+        2048,
+        32,
+    )
     assert (c.pad_token_id, c.mask_token_id) == (tok.pad_id, tok.mask_id)
 
 

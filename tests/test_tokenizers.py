@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from reference_tokenizer import reference_encode, reference_tokens, reference_vocabulary
 
 from codonnt_eqx import KmerTokenizer, SequenceError, SequenceTooLongError, Tokenizer
+from reference_tokenizer import reference_encode, reference_tokens, reference_vocabulary
 
 
 @functools.cache
@@ -20,7 +20,9 @@ def dna(draw, min_size: int = 1, max_size: int = 60) -> str:
     """ACGT with random N runs, including leading, trailing and adjacent ones."""
     pieces = draw(
         st.lists(
-            st.one_of(st.text("ACGT", min_size=1, max_size=17), st.text("N", min_size=1, max_size=4)),
+            st.one_of(
+                st.text("ACGT", min_size=1, max_size=17), st.text("N", min_size=1, max_size=4)
+            ),
             min_size=1,
             max_size=8,
         )
@@ -99,20 +101,33 @@ def test_issue_examples():
     ids = tok6.encode("ATTCCGATTCCGATTCCG")
     assert [tok6.vocabulary[i] for i in ids] == ["<cls>", "ATTCCG", "ATTCCG", "ATTCCG"]
     ids = tok5.encode("ATCGAATNGGCGATGCAC")
-    assert [tok5.vocabulary[i] for i in ids] == [
-        "<cls>", "ATCGA", "A", "T", "N", "GGCGA", "TGCAC"
-    ]
+    assert [tok5.vocabulary[i] for i in ids] == ["<cls>", "ATCGA", "A", "T", "N", "GGCGA", "TGCAC"]
 
 
 def test_v2_codon_layout_by_hand():
     tok = tokenizer(3)
     assert tok.vocab_size == 75
     assert tok.vocabulary[:11] == (
-        "<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "AAA", "AAT", "AAC", "AAG", "ATA"
+        "<unk>",
+        "<pad>",
+        "<mask>",
+        "<cls>",
+        "<eos>",
+        "<bos>",
+        "AAA",
+        "AAT",
+        "AAC",
+        "AAG",
+        "ATA",
     )
     assert tok.vocabulary[-6:] == ("GGG", "A", "T", "C", "G", "N")
     assert (tok.unk_id, tok.pad_id, tok.mask_id, tok.cls_id, tok.eos_id, tok.bos_id) == (
-        0, 1, 2, 3, 4, 5
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
     )
     # ATG = A,T,G -> 0*16 + 1*4 + 3 = 7 -> id 6 + 7; then single A, then N.
     assert tok.encode("ATGAN") == [3, 13, 70, 74]
@@ -221,7 +236,9 @@ def test_decode_rejects_ids_outside_the_vocabulary():
         tokenizer(3).decode([3, 75])
 
 
-@pytest.mark.parametrize("k,error", [(0, ValueError), (13, ValueError), (2.0, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "k,error", [(0, ValueError), (13, ValueError), (2.0, TypeError), (True, TypeError)]
+)
 def test_bad_k(k, error):
     with pytest.raises(error):
         KmerTokenizer(k)

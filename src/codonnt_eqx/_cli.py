@@ -30,12 +30,15 @@ def _base_counts(seq: str) -> tuple[int, int, int]:
 def _print_token_summary(records: Sequence[FastaRecord], ids: np.ndarray, tok: KmerTokenizer):
     num_tokens = (ids != tok.pad_id).sum(axis=1)
     width = max(8, *(len(r.name) for r in records))
-    print(f"{'sequence':<{width}}  {'bases':>8}  {'tokens':>7}  {'N':>5}  {'ambig':>5}  {'lower':>5}")
+    print(
+        f"{'sequence':<{width}}  {'bases':>8}  {'tokens':>7}  {'N':>5}  {'ambig':>5}  {'lower':>5}"
+    )
     totals = np.zeros(5, dtype=np.int64)
     for record, count in zip(records, num_tokens, strict=True):
         row = (len(record.sequence), int(count), *_base_counts(record.sequence))
         totals += row
-        print(f"{record.name:<{width}}  {row[0]:>8}  {row[1]:>7}  {row[2]:>5}  {row[3]:>5}  {row[4]:>5}")
+        cells = "  ".join(f"{x:>{w}}" for x, w in zip(row, (8, 7, 5, 5, 5), strict=True))
+        print(f"{record.name:<{width}}  {cells}")
     print(
         f"{len(records)} sequences, {totals[0]} bases -> {totals[1]} tokens "
         f"(k={tok.k}, vocabulary {tok.vocab_size}, <cls> included); "
@@ -144,10 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _tokenizer_options(embed)
     embed.add_argument("--batch-size", type=int, default=1)
-    embed.add_argument("--bucket", type=int, default=128,
-                       help="pad batches to a multiple of this many tokens (fewer compiles)")
-    embed.add_argument("--attention", default="auto",
-                       choices=["auto", "pallas", "xla", "cudnn", "reference"])
+    embed.add_argument(
+        "--bucket",
+        type=int,
+        default=128,
+        help="pad batches to a multiple of this many tokens (fewer compiles)",
+    )
+    embed.add_argument(
+        "--attention", default="auto", choices=["auto", "pallas", "xla", "cudnn", "reference"]
+    )
     embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed")
     embed.set_defaults(run=_embed_command)

@@ -46,10 +46,14 @@ class ModelConfig:
                 f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
             )
         if self.positional_embedding not in ("rotary", "learned"):
-            raise ValueError(f"positional_embedding must be 'rotary' or 'learned', "
-                             f"got {self.positional_embedding!r}")
+            raise ValueError(
+                f"positional_embedding must be 'rotary' or 'learned', "
+                f"got {self.positional_embedding!r}"
+            )
         if self.ffn_activation not in ("swish", "gelu"):
-            raise ValueError(f"ffn_activation must be 'swish' or 'gelu', got {self.ffn_activation!r}")
+            raise ValueError(
+                f"ffn_activation must be 'swish' or 'gelu', got {self.ffn_activation!r}"
+            )
         if self.positional_embedding == "rotary" and self.head_dim % 2:
             raise ValueError(f"rotary embeddings need an even key_dim, got {self.head_dim}")
         for name in ("pad_token_id", "mask_token_id"):
@@ -66,8 +70,13 @@ class ModelConfig:
 
 _V2 = dict(positional_embedding="rotary", use_glu=True, ffn_activation="swish", add_bias_ffn=False)
 _V1 = dict(
-    positional_embedding="learned", max_positions=1000, use_glu=False, ffn_activation="gelu",
-    add_bias_ffn=True, token_dropout=True, k_for_kmers=6,
+    positional_embedding="learned",
+    max_positions=1000,
+    use_glu=False,
+    ffn_activation="gelu",
+    add_bias_ffn=True,
+    token_dropout=True,
+    k_for_kmers=6,
 )
 
 PRESETS: dict[str, ModelConfig] = {

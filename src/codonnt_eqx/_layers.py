@@ -32,7 +32,9 @@ class Linear(eqx.Module):
         self.weight = truncated_normal(key, (out_features, in_features), 1 / math.sqrt(in_features))
         self.bias = jnp.zeros((out_features,)) if use_bias else None
 
-    def __call__(self, x: Float[Array, "length in"], dtype=jnp.float32) -> Float[Array, "length out"]:
+    def __call__(
+        self, x: Float[Array, "length in"], dtype=jnp.float32
+    ) -> Float[Array, "length out"]:
         y = jnp.dot(x.astype(dtype), self.weight.T.astype(dtype))
         return y if self.bias is None else y + self.bias.astype(dtype)
 
@@ -136,7 +138,9 @@ class SelfAttention(eqx.Module):
 def _attention_with_weights(q, k, v, num_valid):
     """Attention that also returns its weights [heads, length, length] (float32)."""
     valid = jnp.arange(k.shape[0]) < num_valid
-    s = jnp.einsum("qhd,khd->hqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
+    s = jnp.einsum("qhd,khd->hqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(
+        q.shape[-1]
+    )
     weights = jax.nn.softmax(jnp.where(valid, s, -jnp.inf), axis=-1, where=valid[None, None])
     weights = jnp.where(valid, weights, 0.0)
     v = jnp.where(valid[:, None, None], v, jnp.zeros_like(v))
@@ -160,7 +164,9 @@ class FeedForward(eqx.Module):
         self.use_glu = config.use_glu
         self.activation = config.ffn_activation
 
-    def __call__(self, x: Float[Array, "length embed"], dtype=jnp.float32) -> Float[Array, "length embed"]:
+    def __call__(
+        self, x: Float[Array, "length embed"], dtype=jnp.float32
+    ) -> Float[Array, "length embed"]:
         act = jax.nn.swish if self.activation == "swish" else _exact_gelu
         h = self.fc1(x, dtype)
         if self.use_glu:
@@ -201,8 +207,12 @@ class Block(eqx.Module):
         return_weights: bool = False,
     ) -> tuple[Float[Array, "length embed"], Float[Array, "heads length length"] | None]:
         h, weights = self.attention(
-            self.attention_norm(x), num_valid, rotary,
-            implementation=implementation, dtype=dtype, return_weights=return_weights,
+            self.attention_norm(x),
+            num_valid,
+            rotary,
+            implementation=implementation,
+            dtype=dtype,
+            return_weights=return_weights,
         )
         x = x + h.astype(x.dtype)
         x = x + self.ffn(self.ffn_norm(x), dtype).astype(x.dtype)
@@ -222,6 +232,7 @@ class LMHead(eqx.Module):
         self.norm = LayerNorm(config.embed_dim, config.layer_norm_eps)
         self.decoder = Linear(config.embed_dim, config.vocab_size, True, key=k2)
 
-    def __call__(self, x: Float[Array, "length embed"], dtype=jnp.float32) -> Float[Array, "length vocab"]:
+    def __call__(
+        self, x: Float[Array, "length embed"], dtype=jnp.float32
+    ) -> Float[Array, "length vocab"]:
         return self.decoder(self.norm(_exact_gelu(self.dense(x, dtype))), dtype)
-

@@ -132,13 +132,16 @@ class NucleotideTransformer(eqx.Module):
         is_pad = tokens == c.pad_token_id
         num_valid = jnp.sum(~is_pad).astype(jnp.int32)
         tokens = eqx.error_if(
-            tokens, jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
+            tokens,
+            jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
             "pad tokens must all come after the sequence (right padding)",
         )
         for layer, head in attention_maps:
             if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
-                raise ValueError(f"attention map ({layer}, {head}) is outside "
-                                 f"{c.num_layers} layers x {c.num_heads} heads")
+                raise ValueError(
+                    f"attention map ({layer}, {head}) is outside "
+                    f"{c.num_layers} layers x {c.num_heads} heads"
+                )
         heads_needed = sorted({h for _, h in attention_maps})
 
         x = self._input_embedding(tokens, is_pad)
@@ -150,7 +153,11 @@ class NucleotideTransformer(eqx.Module):
         def step(x, block_params):
             block = eqx.combine(block_params, static)
             x, weights = block(
-                x, num_valid, rotary, implementation=attention, dtype=dtype,
+                x,
+                num_valid,
+                rotary,
+                implementation=attention,
+                dtype=dtype,
                 return_weights=bool(heads_needed),
             )
             weights = None if weights is None else weights[jnp.array(heads_needed)]
@@ -165,11 +172,15 @@ class NucleotideTransformer(eqx.Module):
 
         states = None
         if hidden_states:
-            states = (x0.astype(jnp.float32),
-                      *(per_layer[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
-                      embeddings)
+            states = (
+                x0.astype(jnp.float32),
+                *(per_layer[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
+                embeddings,
+            )
         maps = None
         if attention_maps:
-            maps = {(layer, head): weights[layer, heads_needed.index(head)]
-                    for layer, head in attention_maps}
+            maps = {
+                (layer, head): weights[layer, heads_needed.index(head)]
+                for layer, head in attention_maps
+            }
         return ModelOutput(logits, embeddings, states, maps)

@@ -158,9 +158,10 @@ class KmerTokenizer:
             [0 if i in self._special_ids else len(t) for i, t in enumerate(self._vocabulary)],
             dtype=np.int32,
         )
-        self._id_to_text = np.array([
-            "" if i in self._special_ids else t for i, t in enumerate(self._vocabulary)
-        ], dtype=object)
+        self._id_to_text = np.array(
+            ["" if i in self._special_ids else t for i, t in enumerate(self._vocabulary)],
+            dtype=object,
+        )
 
     def _normalising_table(self) -> bytes:
         """bytes.translate table: valid input -> its cell code, anything else -> `_BAD`."""
@@ -277,7 +278,9 @@ class KmerTokenizer:
             if not isinstance(seq, str):
                 raise SequenceError(
                     f"sequence {index}: expected str, got {type(seq).__name__}",
-                    index=index, position=None, char=None,
+                    index=index,
+                    position=None,
+                    char=None,
                 )
             if not seq:
                 raise SequenceError(
@@ -300,7 +303,9 @@ class KmerTokenizer:
         raise SequenceError(
             f"sequence {index}, position {position}: invalid character {char!r} "
             f"({_describe(char, position)})",
-            index=index, position=position, char=char,
+            index=index,
+            position=position,
+            char=char,
         )
 
     def _cells(self, seq: bytes) -> bytes:
@@ -355,7 +360,9 @@ class KmerTokenizer:
             raise SequenceTooLongError(
                 f"sequence {i} has {int(sizes[i])} tokens, which does not fit length {length}"
                 + (" (including <cls>)" if extra else ""),
-                index=i, num_tokens=int(sizes[i]), length=length,
+                index=i,
+                num_tokens=int(sizes[i]),
+                length=length,
             )
         filler = self._single_cells[_FILL]
         padded = []

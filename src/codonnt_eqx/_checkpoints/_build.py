@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -26,8 +27,11 @@ def parameter_arrays(model: NucleotideTransformer) -> dict[str, np.ndarray]:
 
 
 def build_model(
-    config: ModelConfig, arrays: dict[Name, np.ndarray], source: str,
-    describe: Callable[[Name], str], dtype=None,
+    config: ModelConfig,
+    arrays: dict[Name, Any],
+    source: str,
+    describe: Callable[[Name], str],
+    dtype=None,
 ) -> NucleotideTransformer:
     """The model of `config` with its parameters taken from `arrays` (consumed as it goes, to
     keep peak memory near one copy). `describe` names an entry by the checkpoint's own key,
@@ -51,6 +55,8 @@ def build_model(
         out = np.empty(leaf.shape, np.float32) if stacked else None
         for w in wanted:
             array = arrays.pop(w)
+            if hasattr(array, "load"):  # read lazily, so that it is freed once copied
+                array = array.load()
             label = describe(w)
             if not (np.issubdtype(array.dtype, np.floating) or array.dtype == jnp.bfloat16):
                 raise CheckpointError(f"{source}: {label} has dtype {array.dtype}, expected floats")

@@ -7,9 +7,9 @@ import json
 import pathlib
 import re
 
+import ml_dtypes
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from .._config import ModelConfig
 from .._model import NucleotideTransformer
@@ -70,12 +70,12 @@ def _name_to_hf(name: str, layer: int | None) -> str:
     return f"esm.encoder.layer.{layer}.{hf}.{param}"
 
 
-def _read_weights(path: pathlib.Path) -> tuple[dict[str, np.ndarray], str]:
+def _read_weights(path: pathlib.Path) -> tuple[dict, str]:
     for name in _WEIGHT_FILES:
         index = path / f"{name}.index.json"
         if index.exists():
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            tensors: dict[str, np.ndarray] = {}
+            tensors: dict = {}
             for shard in shards:
                 tensors.update(_read_weight_file(path / shard))
             return tensors, str(index)
@@ -84,18 +84,77 @@ def _read_weights(path: pathlib.Path) -> tuple[dict[str, np.ndarray], str]:
     raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin (or their index)")
 
 
-def _read_weight_file(file: pathlib.Path) -> dict[str, np.ndarray]:
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+class _LazyTensor:
+    """A safetensors entry read with plain file reads (no mmap) when the model is filled, so
+    each array is freed once converted and peak memory stays near one copy of the weights;
+    safetensors' own mmap-based reader would add the mapped file to the resident set."""
+
+    def __init__(self, file: pathlib.Path, key: str, info: dict, data_start: int):
+        self._file, self._key = file, key
+        try:
+            self.dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+            self.shape = tuple(info["shape"])
+            start, end = info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{file}: bad header entry for {key} ({e!r})") from None
+        self._offset, self._nbytes = data_start + start, end - start
+        if self._nbytes != self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64)):
+            raise CheckpointError(f"{file}: {key} has {self._nbytes} bytes for shape {self.shape}")
+
+    def load(self) -> np.ndarray:
+        array = np.empty(self.shape, self.dtype)
+        with open(self._file, "rb") as f:
+            f.seek(self._offset)
+            if f.readinto(memoryview(array).cast("B")) != self._nbytes:
+                raise CheckpointError(f"{self._file}: truncated ({self._key} is cut)")
+        return array
+
+
+def _read_safetensors_header(file: pathlib.Path) -> dict[str, _LazyTensor]:
+    with open(file, "rb") as f:
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else -1
+        try:
+            if not 0 < size < 100_000_000:
+                raise ValueError(f"header size {size}")
+            header = json.loads(f.read(size))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{file}: corrupt safetensors file ({e})") from None
+        total = f.seek(0, 2)
+    tensors = {
+        key: _LazyTensor(file, key, info, 8 + size)
+        for key, info in header.items()
+        if key != "__metadata__"
+    }
+    if any(t._offset + t._nbytes > total for t in tensors.values()):
+        raise CheckpointError(f"{file}: corrupt safetensors file (truncated)")
+    return tensors
+
+
+def _read_weight_file(file: pathlib.Path) -> dict:
+    """Key -> NumPy array, or `_LazyTensor` for safetensors."""
     if not file.exists():
         raise CheckpointError(f"{file}: listed in the index but missing")
     if file.suffix == ".safetensors":
-        try:
-            return load_file(file)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{file}: corrupt safetensors file ({e})") from e
+        return _read_safetensors_header(file)
     return load_torch_file(file)
 
 
-def _config_from_hf(cfg: dict, tensors: dict[str, np.ndarray], source: str) -> ModelConfig:
+def _config_from_hf(cfg: dict, tensors: dict, source: str) -> ModelConfig:
     if cfg.get("model_type") != "esm":
         raise CheckpointError(f"{source}: model_type is {cfg.get('model_type')!r}, expected 'esm'")
     try:
@@ -106,17 +165,22 @@ def _config_from_hf(cfg: dict, tensors: dict[str, np.ndarray], source: str) -> M
         learned = cfg.get("position_embedding_type", "absolute") != "rotary"
         pad = cfg["pad_token_id"]
         return ModelConfig(
-            vocab_size=cfg["vocab_size"], embed_dim=d, num_layers=cfg["num_hidden_layers"],
-            num_heads=cfg["num_attention_heads"], ffn_dim=ffn,
+            vocab_size=cfg["vocab_size"],
+            embed_dim=d,
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=cfg["num_attention_heads"],
+            ffn_dim=ffn,
             positional_embedding="learned" if learned else "rotary",
             max_positions=cfg["max_position_embeddings"] - (pad + 1 if learned else 0),
             rotary_rescaling=cfg.get("codonnt_eqx_rotary_rescaling", 1.0),
-            use_glu=use_glu, ffn_activation="swish" if act in ("swish", "silu") else "gelu",
+            use_glu=use_glu,
+            ffn_activation="swish" if act in ("swish", "silu") else "gelu",
             add_bias_ffn=cfg.get("add_bias_fnn", True),
             emb_layer_norm_before=bool(cfg.get("emb_layer_norm_before", False)),
             token_dropout=bool(cfg.get("token_dropout", False)),
             layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
-            pad_token_id=pad, mask_token_id=cfg["mask_token_id"],
+            pad_token_id=pad,
+            mask_token_id=cfg["mask_token_id"],
         )
     except KeyError as e:
         raise CheckpointError(f"{source}: config.json lacks {e.args[0]!r}") from None
@@ -131,8 +195,10 @@ def load_hf(path: pathlib.Path, dtype=None, **tokenizer_options):
     tokenizer = KmerTokenizer.from_vocab_file(path / "vocab.txt", **tokenizer_options)
     tensors, source = _read_weights(path)
     embed = tensors.get("esm.embeddings.word_embeddings.weight")
-    if "lm_head.decoder.weight" not in tensors and embed is not None and cfg.get(
-        "tie_word_embeddings", True
+    if (
+        "lm_head.decoder.weight" not in tensors
+        and embed is not None
+        and cfg.get("tie_word_embeddings", True)
     ):
         tensors["lm_head.decoder.weight"] = embed  # tied: transformers saves one copy
     config = _config_from_hf(cfg, tensors, str(config_file))
@@ -146,12 +212,15 @@ def load_hf(path: pathlib.Path, dtype=None, **tokenizer_options):
         raise CheckpointError(f"{config_file}: pad/mask ids disagree with vocab.txt")
     inv_freq = [k for k in tensors if k.endswith("rotary_embeddings.inv_freq")]
     if inv_freq:
-        got = np.asarray(tensors[inv_freq[0]], np.float64)
+        got = tensors[inv_freq[0]]
+        got = np.asarray(got.load() if isinstance(got, _LazyTensor) else got, np.float64)
         dim = config.head_dim
         want = 1.0 / 10000.0 ** (np.arange(0, dim, 2) / dim)
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4):
-            raise CheckpointError(f"{source}: {inv_freq[0]} does not match plain rotary "
-                                  f"embeddings with head size {dim}")
+            raise CheckpointError(
+                f"{source}: {inv_freq[0]} does not match plain rotary "
+                f"embeddings with head size {dim}"
+            )
     arrays, key_names = {}, {}
     for key, value in tensors.items():
         name = _hf_to_name(key)
@@ -207,4 +276,3 @@ def save_hf(model: NucleotideTransformer, tokenizer: KmerTokenizer, path: pathli
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tokenizer.save_vocab(path / "vocab.txt")
-

@@ -35,8 +35,13 @@ _MODULES = [
     (re.compile(r"roberta_lm_head/~/lm_final_fc$"), ".lm_head.decoder"),
 ]
 # Haiku parameter -> (our parameter, transpose?): Linear w is [in, out], ours [out, in].
-_PARAMS = {"w": ("weight", True), "b": ("bias", False), "scale": ("weight", False),
-           "offset": ("bias", False), "embeddings": (None, False)}
+_PARAMS = {
+    "w": ("weight", True),
+    "b": ("bias", False),
+    "scale": ("weight", False),
+    "offset": ("bias", False),
+    "embeddings": (None, False),
+}
 
 
 def _config_from_hyperparams(h: dict, vocab_size: int, source: str) -> ModelConfig:
@@ -50,8 +55,12 @@ def _config_from_hyperparams(h: dict, vocab_size: int, source: str) -> ModelConf
     rotary = h.get("use_rotary_embedding", False)
     try:
         return ModelConfig(
-            vocab_size=vocab_size, embed_dim=h["embed_dim"], num_layers=h["num_layers"],
-            num_heads=h["attention_heads"], ffn_dim=h["ffn_embed_dim"], key_dim=h.get("key_dim"),
+            vocab_size=vocab_size,
+            embed_dim=h["embed_dim"],
+            num_layers=h["num_layers"],
+            num_heads=h["attention_heads"],
+            ffn_dim=h["ffn_embed_dim"],
+            key_dim=h.get("key_dim"),
             positional_embedding="rotary" if rotary else "learned",
             max_positions=h.get("max_positions", 1000),
             rotary_rescaling=h.get("rescaling_factor") or 1.0,
@@ -60,9 +69,13 @@ def _config_from_hyperparams(h: dict, vocab_size: int, source: str) -> ModelConf
             add_bias_ffn=h.get("add_bias_ffn", True),
             emb_layer_norm_before=h.get("emb_layer_norm_before", False),
             token_dropout=h.get("token_dropout", False),
-            masking_ratio=h.get("masking_ratio", 0.15), masking_prob=h.get("masking_prob", 0.8),
-            embed_scale=h.get("embed_scale", 1.0), layer_norm_eps=1e-5,
-            pad_token_id=1, mask_token_id=2, k_for_kmers=h["k_for_kmers"],
+            masking_ratio=h.get("masking_ratio", 0.15),
+            masking_prob=h.get("masking_prob", 0.8),
+            embed_scale=h.get("embed_scale", 1.0),
+            layer_norm_eps=1e-5,
+            pad_token_id=1,
+            mask_token_id=2,
+            k_for_kmers=h["k_for_kmers"],
         )
     except KeyError as e:
         raise CheckpointError(f"{source}: hyperparams.json lacks {e.args[0]!r}") from None
@@ -95,6 +108,7 @@ def load_jax(path: pathlib.Path, dtype=None, **tokenizer_options):
             array = np.asarray(array)
             arrays[(full, layer)] = array.T if transpose and array.ndim == 2 else array
             key_names[(full, layer)] = f"{module}/{param}"
+    del params  # the arrays now live only in `arrays`, which the model consumes as it fills
     embed = arrays.get((".embed", None))
     if embed is None:
         raise CheckpointError(f"{params_file}: no token embedding (…/~/embed)")
@@ -104,8 +118,10 @@ def load_jax(path: pathlib.Path, dtype=None, **tokenizer_options):
     rows = embed.shape[0]
     layout = {4**k + 11: "v2", 4**k + 9: "v1"}.get(rows)
     if layout is None:
-        raise CheckpointError(f"{params_file}: an embedding of {rows} rows fits no k={k} vocabulary "
-                              f"({4**k + 11} for v2, {4**k + 9} for v1)")
+        raise CheckpointError(
+            f"{params_file}: an embedding of {rows} rows fits no k={k} vocabulary "
+            f"({4**k + 11} for v2, {4**k + 9} for v1)"
+        )
     tokenizer = KmerTokenizer(k, layout=layout, **tokenizer_options)
     config = _config_from_hyperparams(hyper, rows, str(hyper_file))
     describe = lambda name: key_names.get(name) or _published_name(*name)  # noqa: E731
@@ -116,10 +132,14 @@ _PUBLISHED = {
     ".embed": "esm_transformer/~/embed/embeddings",
     ".position_embed": "esm_transformer/~/esm_learned_positional_embeddings/~/embed/embeddings",
     ".emb_layer_norm_before": "esm_transformer/~/emb_layer_norm_before",
-    ".blocks.attention.query": "mha/query", ".blocks.attention.key": "mha/key",
-    ".blocks.attention.value": "mha/value", ".blocks.attention.output": "mha/mha_output",
-    ".blocks.attention_norm": "mha_layer_norm", ".blocks.ffn_norm": "final_layer_norm",
-    ".blocks.ffn.fc1": "fc1", ".blocks.ffn.fc2": "fc2",
+    ".blocks.attention.query": "mha/query",
+    ".blocks.attention.key": "mha/key",
+    ".blocks.attention.value": "mha/value",
+    ".blocks.attention.output": "mha/mha_output",
+    ".blocks.attention_norm": "mha_layer_norm",
+    ".blocks.ffn_norm": "final_layer_norm",
+    ".blocks.ffn.fc1": "fc1",
+    ".blocks.ffn.fc2": "fc2",
     ".final_norm": "esm_transformer/~/esm_roberta_lm_head/~/emb_layer_norm_after",
     ".lm_head.dense": "esm_transformer/~/esm_roberta_lm_head/~/lm_head_fc_1",
     ".lm_head.norm": "esm_transformer/~/esm_roberta_lm_head/~/lm_head_layer_norm",

@@ -47,9 +47,15 @@ for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x
 # -- PyTorch zip files (torch.save since 1.6) ----------------------------------------------------
 
 _TORCH_STORAGES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
 
@@ -148,10 +154,9 @@ class _ArrayWrapper:
             file.read(padding[0])
         shape = tuple(self.shape)
         count = int(np.prod(shape, dtype=np.int64))
-        data = file.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
+        array = np.empty(count, dtype=dtype)
+        if file.readinto(memoryview(array).cast("B")) != array.nbytes:
             raise CheckpointError(f"{path}: truncated file (an array of shape {shape} is cut)")
-        array = np.frombuffer(data, dtype=dtype)
         if self.order == "F":
             return array.reshape(shape[::-1]).transpose()
         return array.reshape(shape)
@@ -188,11 +193,17 @@ _DECOMPRESSORS = [
 ]
 
 
-def load_joblib_file(path: str | os.PathLike):
-    """Unpickle a joblib file (plain, or zlib/gzip/bz2/xz compressed) without joblib and
-    without running code from it."""
-    with open(path, "rb") as f:
-        raw = f.read()
+def _open_joblib(path) -> io.BufferedIOBase:
+    """The pickle stream of a joblib file: the file itself when uncompressed (each array is
+    then read into its own buffer, freed when no longer needed), else its decompressed bytes."""
+    file = open(path, "rb")
+    head = file.peek(8)[:8]
+    if head[:1] == b"\x80" or not head:  # a pickle (protocol >= 2)
+        return file
+    with file:
+        raw = file.read()
+    if raw.startswith(b'\x04"M\x18'):
+        raise CheckpointError(f"{path}: lz4-compressed joblib files are not supported")
     try:
         if raw[:1] == b"\x78":  # joblib's zlib compressor writes a bare zlib stream
             raw = zlib.decompress(raw)
@@ -201,10 +212,15 @@ def load_joblib_file(path: str | os.PathLike):
                 raw = decompress(raw)
     except (OSError, zlib.error, lzma.LZMAError, EOFError) as e:
         raise CheckpointError(f"{path}: corrupt compressed file ({e})") from e
-    if raw.startswith(b'\x04"M\x18'):
-        raise CheckpointError(f"{path}: lz4-compressed joblib files are not supported")
+    return io.BytesIO(raw)
+
+
+def load_joblib_file(path: str | os.PathLike):
+    """Unpickle a joblib file (plain, or zlib/gzip/bz2/xz compressed) without joblib and
+    without running code from it."""
     try:
-        return _JoblibUnpickler(io.BytesIO(raw), path).load()
+        with _open_joblib(path) as stream:
+            return _JoblibUnpickler(stream, path).load()
     except CheckpointError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:

@@ -37,3 +37,17 @@ def test_embed_runs_the_model_and_says_it_is_random(capsys):
         n = len(reference_tokens(r.sequence, 3))
         assert f"[{n}, 512]" in out
     assert "tokens/s" in out and "compile" in out
+
+
+def test_embed_with_a_checkpoint(tmp_path, capsys):
+    from test_model import V2, perturbed_model
+
+    from codonnt_eqx import KmerTokenizer, save_pretrained
+
+    save_pretrained(perturbed_model(V2), KmerTokenizer(3), tmp_path / "ckpt")
+    assert main(["embed", str(EXAMPLE), "--checkpoint", str(tmp_path / "ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOMLY" not in out and "ckpt" in out
+    first = read_fasta(EXAMPLE)[0].sequence
+    assert f"[{len(reference_tokens(first, 3))}, 32]" in out
+    assert main(["embed", str(EXAMPLE), "--checkpoint", str(tmp_path / "nope")]) == 1

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._fasta import FastaError, FastaRecord, read_fasta
-from ._tokenizers import IUPAC_AMBIGUITY, KmerTokenizer, SequenceError, SequenceTooLongError
+from ._fasta import FastaRecord, read_fasta
+from ._tokenizers import IUPAC_AMBIGUITY, KmerTokenizer
 
 
 def _tokenizer(args: argparse.Namespace) -> KmerTokenizer:
@@ -70,22 +70,29 @@ def _embed_command(args: argparse.Namespace) -> None:
     import jax
     import jax.numpy as jnp
 
+    from ._checkpoints import from_pretrained
     from ._config import preset
     from ._model import NucleotideTransformer
 
     records = read_fasta(args.fasta)
-    tok = _tokenizer(args)
+    if args.checkpoint:
+        lenient = not args.strict
+        model, tok = from_pretrained(args.checkpoint, uppercase=lenient, iupac_to_n=lenient)
+        description = f"{args.checkpoint} ({model.num_parameters() / 1e6:.1f}M parameters)"
+    else:
+        tok = _tokenizer(args)
+        model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(args.seed))
+        description = (
+            f"codon_nt preset ({model.num_parameters() / 1e6:.1f}M parameters), RANDOMLY "
+            "INITIALISED - no weights are loaded (--checkpoint), so the embeddings below carry "
+            "no biology"
+        )
     seqs = [r.sequence for r in records]
-    sizes = (tok.batch_encode(seqs) != tok.pad_id).sum(axis=1)
+    ids = tok.batch_encode(seqs)
+    sizes = (ids != tok.pad_id).sum(axis=1)
     print(f"{args.fasta}: tokenized with {tok!r}")
-    _print_token_summary(records, tok.batch_encode(seqs), tok)
-
-    config = preset("codon_nt")
-    model = NucleotideTransformer(config, key=jax.random.key(args.seed))
-    print(
-        f"\nModel: codon_nt preset ({model.num_parameters() / 1e6:.1f}M parameters), RANDOMLY "
-        "INITIALISED - no weights are loaded, so the embeddings below carry no biology."
-    )
+    _print_token_summary(records, ids, tok)
+    print(f"\nModel: {description}.")
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
 
     @eqx.filter_jit
@@ -157,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--attention", default="auto", choices=["auto", "pallas", "xla", "cudnn", "reference"]
     )
     embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    embed.add_argument(
+        "--checkpoint", help="folder of published or saved weights (default: random init)"
+    )
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed")
     embed.set_defaults(run=_embed_command)
     return parser
@@ -166,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (OSError, FastaError, SequenceError, SequenceTooLongError, ValueError) as e:
+    except (OSError, ValueError) as e:  # includes FASTA, sequence and checkpoint errors
         print(f"codonnt-eqx: error: {e}", file=sys.stderr)
         return 1
     return 0

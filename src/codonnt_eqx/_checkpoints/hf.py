@@ -160,8 +160,8 @@ def _config_from_hf(cfg: dict, tensors: dict, source: str) -> ModelConfig:
     try:
         d, ffn = cfg["hidden_size"], cfg["intermediate_size"]
         fc1 = tensors.get("esm.encoder.layer.0.intermediate.dense.weight")
+        # InstaDeep's v2 models gate with swish whatever hidden_act says; ESM uses exact GELU.
         use_glu = fc1 is not None and fc1.shape[0] == 2 * ffn
-        act = cfg.get("hidden_act", "swish" if use_glu else "gelu")
         learned = cfg.get("position_embedding_type", "absolute") != "rotary"
         pad = cfg["pad_token_id"]
         return ModelConfig(
@@ -264,6 +264,8 @@ def save_hf(model: NucleotideTransformer, tokenizer: KmerTokenizer, path: pathli
     }
     if c.rotary_rescaling != 1.0:
         config["codonnt_eqx_rotary_rescaling"] = c.rotary_rescaling
+    if c.ffn_activation != ("swish" if c.use_glu else "gelu"):
+        raise CheckpointError("the Hugging Face layout has GLU with swish or an MLP with GELU only")
     if c.head_dim * c.num_heads != c.embed_dim:
         raise CheckpointError("the Hugging Face layout needs key_dim = embed_dim / num_heads")
     tensors = {}

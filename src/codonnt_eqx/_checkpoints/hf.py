@@ -174,7 +174,7 @@ def _config_from_hf(cfg: dict, tensors: dict, source: str) -> ModelConfig:
             max_positions=cfg["max_position_embeddings"] - (pad + 1 if learned else 0),
             rotary_rescaling=cfg.get("codonnt_eqx_rotary_rescaling", 1.0),
             use_glu=use_glu,
-            ffn_activation="swish" if act in ("swish", "silu") else "gelu",
+            ffn_activation="swish" if use_glu else "gelu",
             add_bias_ffn=cfg.get("add_bias_fnn", True),
             emb_layer_norm_before=bool(cfg.get("emb_layer_norm_before", False)),
             token_dropout=bool(cfg.get("token_dropout", False)),

@@ -6,6 +6,7 @@ CPU) and a plain-JAX reference with identical semantics. Depends on jax alone.""
 import jax.experimental.pallas.tpu  # noqa: F401
 
 from ._attention import attention as attention
+from ._blocked import blocked_attention as blocked_attention
 from ._blocks import BlockSizes as BlockSizes
 from ._flash import flash_attention as flash_attention
 from ._reference import reference_attention as reference_attention

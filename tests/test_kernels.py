@@ -123,7 +123,7 @@ def test_garbage_in_padded_keys_never_leaks():
     lengths = jnp.array([33, 0])
     k_bad = k.at[0, 33:].set(jnp.nan).at[1].set(jnp.inf)
     v_bad = v.at[0, 33:].set(jnp.nan).at[1].set(jnp.nan)
-    for impl in ("pallas", "reference", "xla"):
+    for impl in ("pallas", "blocked", "reference", "xla"):
         fn = lambda q, k, v, impl=impl: attention(q, k, v, lengths, implementation=impl)  # noqa: E731
         clean = value_and_grads(fn, q, k, v, do)
         dirty = value_and_grads(fn, q, k_bad, v_bad, do)
@@ -137,7 +137,7 @@ def test_garbage_in_padded_keys_never_leaks():
 def test_query_without_valid_keys_gets_zeros_and_zero_gradients():
     q, k, v, do = random_inputs(5, (1, 20, 1, 16), jnp.float32)
     lengths = jnp.array([0])
-    for impl in ("pallas", "reference", "xla"):
+    for impl in ("pallas", "blocked", "reference", "xla"):
         fn = lambda q, k, v, impl=impl: attention(q, k, v, lengths, implementation=impl)  # noqa: E731
         for x in value_and_grads(fn, q, k, v, do):
             np.testing.assert_array_equal(x, 0.0)
@@ -165,7 +165,7 @@ def test_works_under_vmap_checkpoint_and_vmap_of_grad():
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["auto", "pallas", "reference", "xla"])
+@pytest.mark.parametrize("impl", ["auto", "pallas", "blocked", "reference", "xla"])
 def test_every_implementation_agrees(impl):
     q, k, v, do = random_inputs(9, (2, 45, 4, 32), jnp.float32)
     lengths = jnp.array([45, 20])
@@ -212,3 +212,12 @@ def test_gpu_kernels_lower_to_triton_on_cpu():
 def test_tpu_kernels_lower_to_mosaic_on_cpu():
     text = _lower_for("tpu", jax.sharding.AbstractDevice("TPU v5 lite", 1, "tpu"))
     assert text.count("tpu_custom_call") == 3
+
+
+def test_blocked_attention_over_several_query_blocks():
+    from codonnt_eqx.kernels import blocked_attention
+
+    q, k, v, do = random_inputs(10, (2, 300, 2, 32), jnp.float32)
+    lengths = jnp.array([300, 129])
+    fn = lambda q, k, v: blocked_attention(q, k, v, lengths, block=64)  # noqa: E731
+    check_against_oracle(fn, q, k, v, do, lengths, jnp.float32)

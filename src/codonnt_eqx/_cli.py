@@ -161,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pad batches to a multiple of this many tokens (fewer compiles)",
     )
     embed.add_argument(
-        "--attention", default="auto", choices=["auto", "pallas", "xla", "cudnn", "reference"]
+        "--attention",
+        default="auto",
+        choices=["auto", "pallas", "blocked", "xla", "cudnn", "reference"],
     )
     embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     embed.add_argument(

@@ -116,8 +116,9 @@ class NucleotideTransformer(eqx.Module):
         **Arguments:**
 
         - `tokens`: int [length], right-padded with the pad token (as `batch_encode` makes).
-        - `attention`: `"auto"` (Pallas kernels on GPU/TPU, XLA on CPU), `"pallas"`, `"xla"`,
-          `"cudnn"` or `"reference"`; changes speed, not results beyond dtype tolerance.
+        - `attention`: `"auto"` (Pallas kernels on GPU/TPU, query-blocked plain JAX on CPU),
+          `"pallas"`, `"blocked"`, `"xla"`, `"cudnn"` or `"reference"`; changes speed, not
+          results beyond dtype tolerance.
         - `dtype`: compute dtype of the matmuls (`jnp.bfloat16` for mixed precision);
           parameters stay float32, LayerNorm and softmax statistics are float32.
         - `hidden_states`: also return every block's output.

@@ -268,6 +268,7 @@ def test_padding_in_the_middle_is_an_error():
     [
         ("codon_nt", 50e6),
         ("nt_v2_50m", 50e6),
+        ("nt_v2_100m", 100e6),
         ("nt_v2_500m", 500e6),
         ("nt_v1_500m", 500e6),
         ("nt_v1_2b5", 2.5e9),

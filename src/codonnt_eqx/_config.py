@@ -83,7 +83,9 @@ PRESETS: dict[str, ModelConfig] = {
     # Codon-NT: NT v2 50M on non-overlapping 3-mers (75-token vocabulary).
     "codon_nt": ModelConfig(75, 512, 12, 16, 2048, **_V2),
     "nt_v2_50m": ModelConfig(4107, 512, 12, 16, 2048, k_for_kmers=6, **_V2),
+    "nt_v2_100m": ModelConfig(4107, 512, 22, 16, 2048, k_for_kmers=6, **_V2),
     "nt_v2_500m": ModelConfig(4107, 1024, 29, 16, 4096, k_for_kmers=6, **_V2),
+    # nt_v2_250m is left out until its published config can be checked.
     # v1 embedding tables hold the first 4105 tokens (no <eos>/<bos>).
     "nt_v1_500m": ModelConfig(4105, 1280, 24, 20, 5120, **_V1),
     "nt_v1_2b5": ModelConfig(4105, 2560, 32, 20, 10240, **_V1),

@@ -240,6 +240,20 @@ def test_truncated_weights_are_an_error(tmp_path):
         from_pretrained(tmp_path)
 
 
+def test_truncated_joblib_and_corrupt_torch_files_are_errors(tmp_path):
+    pytest.importorskip("joblib")
+    write_jax_layout(perturbed_model(V2), tmp_path / "jax")
+    file = tmp_path / "jax" / "jax_model" / "pytree_ckpt.joblib"
+    file.write_bytes(file.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="pytree_ckpt.joblib: (truncated|corrupt)"):
+        from_pretrained(tmp_path / "jax")
+    save_pretrained(perturbed_model(V2), TOKENIZERS[V2], tmp_path / "hf")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    (tmp_path / "hf" / "pytorch_model.bin").write_bytes(b"not a zip file at all")
+    with pytest.raises(CheckpointError, match="pytorch_model.bin: not a zip-format torch file"):
+        from_pretrained(tmp_path / "hf")
+
+
 def test_vocabulary_disagreeing_with_config_is_an_error(tmp_path):
     _saved(tmp_path)
     KmerTokenizer(4).save_vocab(tmp_path / "vocab.txt")

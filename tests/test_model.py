@@ -172,6 +172,7 @@ def test_forward_matches_numpy_reference(config):
         for got, want in zip(out.hidden_states, hidden, strict=True):
             assert_close(got[b][valid], want[valid], 1e-5)
         assert (out.logits[b][~valid] == 0).all()
+        assert np.isfinite(out.embeddings[b]).all()  # padding positions included
 
 
 @pytest.mark.parametrize("implementation", ["auto", "xla", "pallas"])
@@ -299,3 +300,49 @@ def test_bad_config_is_rejected():
         ModelConfig(vocab_size=10, embed_dim=30, num_layers=1, num_heads=4, ffn_dim=8)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("codon_nt_2")
+
+
+def test_a_new_tokenization_plugs_in_without_touching_the_model():
+    from codonnt_eqx import Tokenizer
+
+    class DinucleotideTokenizer:
+        """A toy tokenization written outside the package: overlapping 2-mers."""
+
+        vocabulary = ("<pad>", "<mask>", "<cls>", "<unk>") + tuple(
+            a + b for a in "ACGT" for b in "ACGT"
+        )
+        vocab_size, pad_id, mask_id, cls_id, unk_id = 20, 0, 1, 2, 3
+        special_ids = frozenset({0, 1, 2, 3})
+
+        def encode(self, sequence):
+            return [2] + [
+                4 + self.vocabulary[4:].index(sequence[i : i + 2]) for i in range(len(sequence) - 1)
+            ]
+
+        def decode(self, ids):
+            kmers = [self.vocabulary[i] for i in ids if i >= 4]
+            return kmers[0][0] + "".join(k[1] for k in kmers) if kmers else ""
+
+        def batch_encode(self, sequences, length=None):
+            rows = [self.encode(s) for s in sequences]
+            length = length or max(map(len, rows))
+            return np.array([r + [0] * (length - len(r)) for r in rows], np.int32)
+
+        def batch_encode_with_spans(self, sequences, length=None):
+            ids = self.batch_encode(sequences, length)
+            spans = np.zeros((*ids.shape, 2), np.int32)
+            for b, s in enumerate(sequences):
+                for t in range(len(s) - 1):
+                    spans[b, t + 1] = (t, t + 2)
+            return ids, spans
+
+    tok = DinucleotideTokenizer()
+    assert isinstance(tok, Tokenizer)
+    config = V2.replace(
+        vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, mask_token_id=tok.mask_id
+    )
+    model = NucleotideTransformer(config, key=jr.key(0))
+    ids = tok.batch_encode(["ACGTTGCA", "GGA"])
+    out = jax.vmap(model)(jnp.asarray(ids))
+    assert out.logits.shape == (2, 8, 20)
+    assert (out.logits[1, 3:] == 0).all() and tok.decode(ids[0]) == "ACGTTGCA"

@@ -2,7 +2,7 @@
 JAX's bundled Pallas kernel; forward and forward+backward, bfloat16, with and without padding.
 
     python bench/attention.py                      # GPU/TPU: the full sweep
-    python bench/attention.py --lengths 256 512    # CPU: reference vs XLA timings, and an
+    python bench/attention.py --lengths 256 512    # CPU: reference, XLA and blocked, and an
                                                    # interpret-mode correctness check of ours
 
 Writes bench/results/attention_<device>_jax<version>.{json,md,png}. Times are medians of
@@ -43,6 +43,7 @@ def implementations(platform: str):
     impls = {
         "reference": lambda q, k, v, n: attention(q, k, v, n, implementation="reference"),
         "xla": lambda q, k, v, n: attention(q, k, v, n, implementation="xla"),
+        "blocked": lambda q, k, v, n: attention(q, k, v, n, implementation="blocked"),
     }
     if platform == "cpu":
         return impls

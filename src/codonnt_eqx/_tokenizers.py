@@ -118,7 +118,7 @@ class KmerTokenizer:
 
     ```python
     tok = KmerTokenizer(3)
-    ids = tok.batch_encode(["ATGGCCNTAA", "ATG"])  # int32 [2, 6], padded with tok.pad_id
+    ids = tok.batch_encode(["ATGGCCNTAA", "ATG"])  # int32 [2, 5], padded with tok.pad_id
     assert tok.decode(ids[0]) == "ATGGCCNTAA"
     ```
     """
@@ -138,11 +138,9 @@ class KmerTokenizer:
             raise ValueError(f"k must be an integer in 1..{MAX_K} (vocabulary 4^k), got {k!r}")
         if layout not in ("v1", "v2"):
             raise ValueError(f"layout must be 'v1' or 'v2', got {layout!r}")
-        self.k = k
-        self.layout = layout
-        self.prepend_cls = prepend_cls
-        self.uppercase = uppercase
-        self.iupac_to_n = iupac_to_n
+        # Read-only (properties below): the lookup tables are built from them once.
+        self._k, self._layout, self._prepend_cls = k, layout, prepend_cls
+        self._uppercase, self._iupac_to_n = uppercase, iupac_to_n
         self._vocabulary = _kmer_vocabulary(k, layout)
         self._ids = {token: i for i, token in enumerate(self._vocabulary)}
         self._kmer_offset = len(SPECIALS_V2 if layout == "v2" else SPECIALS_V1_HEAD)
@@ -179,6 +177,26 @@ class KmerTokenizer:
             f"KmerTokenizer(k={self.k}, layout={self.layout!r}, prepend_cls={self.prepend_cls}, "
             f"uppercase={self.uppercase}, iupac_to_n={self.iupac_to_n})"
         )
+
+    @property
+    def k(self) -> int:
+        return self._k
+
+    @property
+    def layout(self) -> Literal["v1", "v2"]:
+        return self._layout
+
+    @property
+    def prepend_cls(self) -> bool:
+        return self._prepend_cls
+
+    @property
+    def uppercase(self) -> bool:
+        return self._uppercase
+
+    @property
+    def iupac_to_n(self) -> bool:
+        return self._iupac_to_n
 
     # -- vocabulary -------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def attention(
     """Self-attention with key padding through a chosen implementation; same semantics for all.
 
     `implementation`: `"pallas"` (`flash_attention`; interpret mode on CPU), `"reference"`
-    (plain JAX, full L x L matrix), `"blocked"` (plain JAX, 128 queries at a time: the fastest
+    (plain JAX, full L x L matrix), `"blocked"` (plain JAX, 256 queries at a time: the fastest
     on CPU), `"xla"` / `"cudnn"` (`jax.nn.dot_product_attention`), or `"auto"`: the Pallas
     kernels on GPU and TPU, `"blocked"` on CPU (chosen per compile platform).
     Shapes and padding semantics as `flash_attention`.

@@ -110,9 +110,13 @@ def _embed_command(args: argparse.Namespace) -> None:
             compile_s += time.perf_counter() - start
     embeddings: dict[int, np.ndarray] = {}
     start = time.perf_counter()
+    padded = np.pad(
+        ids,
+        ((0, 0), (0, max(0, max(n for _, n in batches) - ids.shape[1]))),
+        constant_values=tok.pad_id,
+    )
     for idx, length in batches:
-        tokens = jnp.asarray(tok.batch_encode([seqs[i] for i in idx], length=length))
-        out = np.asarray(compiled[(len(idx), length)](model, tokens))
+        out = np.asarray(compiled[(len(idx), length)](model, jnp.asarray(padded[idx, :length])))
         for row, i in enumerate(idx):
             embeddings[int(i)] = out[row, : sizes[i]]
     run_s = time.perf_counter() - start

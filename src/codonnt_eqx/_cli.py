@@ -46,12 +46,17 @@ def _print_token_summary(records: Sequence[FastaRecord], ids: np.ndarray, tok: K
     )
 
 
-def _tokenize_command(args: argparse.Namespace) -> None:
+def _tokenize_and_summarise(args: argparse.Namespace, tok: KmerTokenizer):
+    """Read the FASTA file, tokenize it, print the summary; returns (records, ids)."""
     records = read_fasta(args.fasta)
-    tok = _tokenizer(args)
     ids = tok.batch_encode([r.sequence for r in records])
     print(f"{args.fasta}: tokenized with {tok!r}")
     _print_token_summary(records, ids, tok)
+    return records, ids
+
+
+def _tokenize_command(args: argparse.Namespace) -> None:
+    _tokenize_and_summarise(args, _tokenizer(args))
 
 
 def _batches(sizes: np.ndarray, batch_size: int, bucket: int):
@@ -74,7 +79,6 @@ def _embed_command(args: argparse.Namespace) -> None:
     from ._config import preset
     from ._model import NucleotideTransformer
 
-    records = read_fasta(args.fasta)
     if args.checkpoint:
         lenient = not args.strict
         model, tok = from_pretrained(args.checkpoint, uppercase=lenient, iupac_to_n=lenient)
@@ -87,11 +91,8 @@ def _embed_command(args: argparse.Namespace) -> None:
             "INITIALISED - no weights are loaded (--checkpoint), so the embeddings below carry "
             "no biology"
         )
-    seqs = [r.sequence for r in records]
-    ids = tok.batch_encode(seqs)
+    records, ids = _tokenize_and_summarise(args, tok)
     sizes = (ids != tok.pad_id).sum(axis=1)
-    print(f"{args.fasta}: tokenized with {tok!r}")
-    _print_token_summary(records, ids, tok)
     print(f"\nModel: {description}.")
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
 

@@ -147,8 +147,9 @@ class NucleotideTransformer(eqx.Module):
 
         x = self._input_embedding(tokens, is_pad)
         x0 = x
-        rotary = None if self.rotary is None else self.rotary.tables(length)
-        rotary = None if rotary is None else tuple(t.astype(dtype) for t in rotary)
+        rotary = None
+        if self.rotary is not None:
+            rotary = tuple(t.astype(dtype) for t in self.rotary.tables(length))
         params, static = eqx.partition(self.blocks, eqx.is_array)
 
         def step(x, block_params):

@@ -74,7 +74,7 @@ def write_checkpoints(folder: pathlib.Path) -> tuple[dict[str, pathlib.Path], in
     except ImportError:
         print("torch not installed: skipping pytorch_model.bin")
     try:
-        from test_checkpoints import write_jax_layout
+        from helpers import write_jax_layout
 
         write_jax_layout(model, folder / "jax")
         layouts["jax-joblib"] = folder / "jax"

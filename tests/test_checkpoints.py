@@ -15,9 +15,7 @@ from codonnt_eqx import (
     from_pretrained,
     save_pretrained,
 )
-from test_model import V1, V2, perturbed_model, token_batch
-
-TOKENIZERS = {V2: KmerTokenizer(3), V1: KmerTokenizer(2, layout="v1")}
+from helpers import TOKENIZERS, V1, V2, perturbed_model, token_batch, write_jax_layout
 
 
 def outputs(model, tokens):
@@ -50,92 +48,6 @@ def test_save_then_load_is_bit_exact(tmp_path, config):
 
 
 # ---- InstaDeep's JAX layout, written in its own conventions -------------------------------------
-
-
-def write_jax_layout(model, path, naming="published"):
-    import joblib
-
-    c = model.config
-    if naming == "published":
-        prefix, mha, mha_ln, head = (
-            "esm_transformer",
-            "mha",
-            "mha_layer_norm",
-            "esm_roberta_lm_head",
-        )
-    else:
-        prefix, mha, mha_ln, head = (
-            "nucleotide_transformer",
-            "self_attention",
-            "self_attention_layer_norm",
-            "roberta_lm_head",
-        )
-    f = lambda x: np.asarray(x, np.float32)  # noqa: E731
-
-    def linear(lin, i=None):
-        w = lin.weight if i is None else lin.weight[i]
-        out = {"w": f(w).T}
-        if lin.bias is not None:
-            out["b"] = f(lin.bias if i is None else lin.bias[i])
-        return out
-
-    def norm(ln, i=None):
-        return {
-            "scale": f(ln.weight if i is None else ln.weight[i]),
-            "offset": f(ln.bias if i is None else ln.bias[i]),
-        }
-
-    params = {f"{prefix}/~/embed": {"embeddings": f(model.embed)}}
-    if model.position_embed is not None:
-        params[f"{prefix}/~/esm_learned_positional_embeddings/~/embed"] = {
-            "embeddings": f(model.position_embed)
-        }
-    if model.emb_layer_norm_before is not None:
-        params[f"{prefix}/~/emb_layer_norm_before"] = norm(model.emb_layer_norm_before)
-    b = model.blocks
-    for i in range(c.num_layers):
-        layer = f"{prefix}/attention_layer_{i}/~/"
-        for name, lin in (
-            ("query", b.attention.query),
-            ("key", b.attention.key),
-            ("value", b.attention.value),
-            ("mha_output", b.attention.output),
-        ):
-            params[f"{layer}{mha}/{name}"] = linear(lin, i)
-        params[f"{layer}{mha_ln}"] = norm(b.attention_norm, i)
-        params[f"{layer}final_layer_norm"] = norm(b.ffn_norm, i)
-        params[f"{layer}fc1"] = linear(b.ffn.fc1, i)
-        params[f"{layer}fc2"] = linear(b.ffn.fc2, i)
-    params[f"{prefix}/~/{head}/~/emb_layer_norm_after"] = norm(model.final_norm)
-    params[f"{prefix}/~/{head}/~/lm_head_fc_1"] = linear(model.lm_head.dense)
-    params[f"{prefix}/~/{head}/~/lm_head_layer_norm"] = norm(model.lm_head.norm)
-    params[f"{prefix}/~/{head}/~/lm_final_fc"] = linear(model.lm_head.decoder)
-    v2 = c.positional_embedding == "rotary"
-    hyper = {
-        "k_for_kmers": c.k_for_kmers,
-        "max_positions": c.max_positions,
-        "embed_scale": 1.0,
-        "emb_layer_norm_before": c.emb_layer_norm_before,
-        "attention_heads": c.num_heads,
-        "embed_dim": c.embed_dim,
-        "ffn_embed_dim": c.ffn_dim,
-        "num_layers": c.num_layers,
-        "token_dropout": c.token_dropout,
-        "masking_ratio": 0.15,
-        "masking_prob": 0.8,
-    }
-    if v2:  # older (v1) files lack these keys: the loader must apply the original's defaults
-        hyper |= {
-            "positional_embedding": None,
-            "add_bias_kv": False,
-            "add_bias_ffn": False,
-            "use_glu_in_ffn": True,
-            "ffn_activation_name": "swish",
-            "use_rotary_embedding": True,
-        }
-    (path / "jax_model").mkdir(parents=True)
-    (path / "jax_model" / "hyperparams.json").write_text(json.dumps(hyper))
-    joblib.dump(params, path / "jax_model" / "pytree_ckpt.joblib")
 
 
 @pytest.mark.parametrize("naming", ["published", "newer"])

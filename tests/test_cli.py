@@ -41,7 +41,7 @@ def test_embed_runs_the_model_and_says_it_is_random(capsys):
 
 def test_embed_with_a_checkpoint(tmp_path, capsys):
     from codonnt_eqx import KmerTokenizer, save_pretrained
-    from test_model import V2, perturbed_model
+    from helpers import V2, perturbed_model
 
     save_pretrained(perturbed_model(V2), KmerTokenizer(3), tmp_path / "ckpt")
     assert main(["embed", str(EXAMPLE), "--checkpoint", str(tmp_path / "ckpt")]) == 0

@@ -13,49 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, preset
-
-V2 = ModelConfig(vocab_size=75, embed_dim=32, num_layers=2, num_heads=4, ffn_dim=48)
-V2_RESCALED = V2.replace(rotary_rescaling=2.5, embed_scale=0.9, key_dim=6, layer_norm_eps=1e-3)
-V1 = ModelConfig(
-    vocab_size=25,
-    embed_dim=32,
-    num_layers=2,
-    num_heads=4,
-    ffn_dim=64,
-    positional_embedding="learned",
-    max_positions=40,
-    use_glu=False,
-    ffn_activation="gelu",
-    add_bias_ffn=True,
-    emb_layer_norm_before=True,
-    token_dropout=True,
-    k_for_kmers=2,
-)
-TOKENIZERS = {
-    V2: KmerTokenizer(3),
-    V2_RESCALED: KmerTokenizer(3),
-    V1: KmerTokenizer(2, layout="v1"),
-}
-
-
-def perturbed_model(config, seed=0):
-    """A model whose every parameter moved from its initial value (no unit scales, no zero
-    biases)."""
-    model = NucleotideTransformer(config, key=jr.key(seed))
-    params, static = eqx.partition(model, eqx.is_array)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jr.split(jr.key(seed + 1), len(leaves))
-    leaves = [x + 0.2 * jr.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
-
-
-def token_batch(config, seed=0, lengths=(31, 17, 8), mask_rate=0.15):
-    rng = np.random.default_rng(seed)
-    seqs = ["".join(rng.choice(list("ACGTN"), p=[0.24] * 4 + [0.04], size=n)) for n in lengths]
-    tokens = TOKENIZERS[config].batch_encode(seqs, length=None)
-    masked = (rng.random(tokens.shape) < mask_rate) & (tokens != 1) & (tokens != 3)
-    return np.where(masked, config.mask_token_id, tokens).astype(np.int32)
-
+from helpers import TOKENIZERS, V1, V2, V2_RESCALED, perturbed_model, token_batch
 
 # ---- the NumPy reference ----------------------------------------------------------------------
 

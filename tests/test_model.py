@@ -304,3 +304,106 @@ def test_a_new_tokenization_plugs_in_without_touching_the_model():
     out = jax.vmap(model)(jnp.asarray(ids))
     assert out.logits.shape == (2, 8, 20)
     assert (out.logits[1, 3:] == 0).all() and tok.decode(ids[0]) == "ACGTTGCA"
+
+
+# ---- bad input never gives a silent wrong answer -------------------------------------------
+
+
+@pytest.fixture
+def without_runtime_typechecks():
+    """The tests type-check every call with beartype; users do not. Checks that users rely on
+    must hold without it, so switch it off for one test."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)
+
+
+@given(bad=st.one_of(st.integers(75, 10_000), st.integers(-10_000, -1)), where=st.integers(0, 7))
+def test_out_of_vocabulary_ids_raise_eagerly_naming_the_id(bad, where):
+    model = perturbed_model(V2)  # 75-token vocabulary: JAX gathers would clamp silently
+    tokens = np.array(token_batch(V2)[2])
+    tokens[where] = bad
+    with pytest.raises(ValueError, match=f"got {bad} at position {where}"):
+        model(jnp.asarray(tokens))
+
+
+def test_out_of_vocabulary_ids_raise_under_jit_and_vmap():
+    model = perturbed_model(V2)
+    tokens = token_batch(V2)
+    run = eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits)
+    run(model, tokens).block_until_ready()  # valid ids pass
+    # ids of a 6-mer tokenizer fed to the codon model
+    six = KmerTokenizer(6).batch_encode(["ACGTACGTACGTAAAAAA"])
+    above, below = tokens.copy(), tokens.copy()
+    above[1, 3], below[0, 5] = 75, -1
+    for bad in (above, below, six):
+        with pytest.raises(eqx.EquinoxRuntimeError, match="token ids must be in"):
+            run(model, jnp.asarray(bad)).block_until_ready()
+
+
+def test_learned_positions_refuse_more_tokens_than_max_positions():
+    model = perturbed_model(V1)  # max_positions 40
+    fits = np.array([[3] + [5] * 39 + [1] * 5])  # 40 real tokens, padded to 45: fine
+    over = np.array([[3] + [5] * 40])
+    jax.vmap(model)(fits)
+    with pytest.raises(ValueError, match="max_positions = 40"):
+        model(jnp.asarray(over[0]))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="max_positions = 40"):
+        eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits)(model, over).block_until_ready()
+
+
+@pytest.mark.parametrize("shape", [(2, 8), (), (1, 1, 8)])
+def test_batched_or_scalar_input_says_to_vmap(shape, without_runtime_typechecks):
+    model = perturbed_model(V2)
+    with pytest.raises(ValueError, match="one sequence per call; batch with jax.vmap"):
+        model(jnp.full(shape, 5))
+
+
+def test_float_tokens_and_bad_options_are_rejected(without_runtime_typechecks):
+    model = perturbed_model(V2)
+    tokens = jnp.asarray(token_batch(V2)[0])
+    with pytest.raises(TypeError, match="integer ids"):
+        model(tokens.astype(jnp.float32))
+    with pytest.raises(ValueError, match="attention must be one of"):
+        model(tokens, attention="flash")
+    for dtype in (jnp.int8, "int32", "bogus", bool):
+        with pytest.raises(ValueError, match="floating dtype"):
+            model(tokens, dtype=dtype)
+
+
+def test_all_mask_input_with_token_dropout_stays_finite():
+    model = perturbed_model(V1)  # token dropout rescales by 1 / (1 - observed mask rate)
+    out = model(jnp.full((10,), V1.mask_token_id))
+    assert bool(jnp.isfinite(out.logits).all())
+
+
+_BAD_CONFIG_VALUES = {
+    "vocab_size": [0, -1, "75", 75.0, True],
+    "embed_dim": [0, None],
+    "num_layers": [0, 1.5],
+    "num_heads": [0, -4],
+    "ffn_dim": [0],
+    "key_dim": [0, 2, 3, -6],
+    "max_positions": [0, -10],
+    "rotary_rescaling": [0.0, -1.0, float("nan"), float("inf"), "2"],
+    "layer_norm_eps": [0.0, -1e-5, float("nan")],
+    "embed_scale": [0.0, float("inf")],
+    "masking_ratio": [-0.1, 1.5],
+    "masking_prob": [2.0],
+    "use_glu": [1, "yes"],
+    "token_dropout": [None],
+    "positional_embedding": ["alibi"],
+    "ffn_activation": ["relu"],
+    "pad_token_id": [-1, 75, 2],  # 2 is the mask id
+    "mask_token_id": [100],
+    "k_for_kmers": [0],
+}
+
+
+@given(st.sampled_from([(k, v) for k, vs in _BAD_CONFIG_VALUES.items() for v in vs]))
+def test_bad_config_values_are_rejected(change):
+    name, value = change
+    with pytest.raises((ValueError, TypeError), match=name if name != "key_dim" else "key_dim"):
+        V2.replace(**{name: value})

@@ -8,11 +8,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._config import ModelConfig
 from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
-from .kernels._attention import Implementation
+from .kernels._attention import IMPLEMENTATIONS, Implementation
 
 
 class ModelOutput(eqx.Module):
@@ -92,7 +93,8 @@ class NucleotideTransformer(eqx.Module):
             x = jnp.where(is_mask[:, None], 0.0, x)
             train_rate = c.masking_ratio * c.masking_prob
             observed = jnp.sum(is_mask) / jnp.maximum(jnp.sum(~is_pad), 1)
-            x = x * (1.0 - train_rate) / (1.0 - observed)
+            # An all-<mask> input has every row zeroed already; keep 0 / 0 from making NaN.
+            x = x * (1.0 - train_rate) / jnp.where(observed < 1.0, 1.0 - observed, 1.0)
         if self.position_embed is not None:
             # ESM position ids: 1, 2, ... after the pad index; pads keep the pad index.
             positions = jnp.cumsum(~is_pad) * ~is_pad + c.pad_token_id
@@ -126,9 +128,14 @@ class NucleotideTransformer(eqx.Module):
           attention, O(length^2) memory).
         - `remat`: rematerialise each block in the backward pass (saves memory in training).
 
-        Positions after the first pad must all be pads; a pad in the middle raises.
+        Positions after the first pad must all be pads; a pad in the middle raises. Ids outside
+        the vocabulary (JAX gathers would silently clamp them), more non-pad tokens than
+        `max_positions` in a learned-position model, and a batched (2-D) input raise too:
+        `ValueError` when called eagerly, an `EquinoxRuntimeError` under `jit` / `vmap`.
         """
         c = self.config
+        tokens = _checked_tokens(tokens, c)
+        _check_options(c, attention, dtype, attention_maps)
         length = tokens.shape[0]
         is_pad = tokens == c.pad_token_id
         num_valid = jnp.sum(~is_pad).astype(jnp.int32)
@@ -137,12 +144,6 @@ class NucleotideTransformer(eqx.Module):
             jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
             "pad tokens must all come after the sequence (right padding)",
         )
-        for layer, head in attention_maps:
-            if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
-                raise ValueError(
-                    f"attention map ({layer}, {head}) is outside "
-                    f"{c.num_layers} layers x {c.num_heads} heads"
-                )
         heads_needed = sorted({h for _, h in attention_maps})
 
         x = self._input_embedding(tokens, is_pad)
@@ -186,3 +187,52 @@ class NucleotideTransformer(eqx.Module):
                 for layer, head in attention_maps
             }
         return ModelOutput(logits, embeddings, states, maps)
+
+
+_ONE_SEQUENCE = "one sequence per call; batch with jax.vmap(model)"
+
+
+def _checked_tokens(tokens, c: ModelConfig) -> Int[Array, " length"]:
+    """`tokens` as an int array, with its ids and length checked against the config: a plain
+    error naming the first offender for concrete input, `eqx.error_if` for traced input."""
+    if not isinstance(tokens, jax.Array):
+        tokens = jnp.asarray(tokens)
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must have shape [length], got {tokens.shape}: {_ONE_SEQUENCE}")
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+    learned = c.positional_embedding == "learned"
+    outside = f"token ids must be in [0, {c.vocab_size}) for this model's vocabulary"
+    too_long = f"more than max_positions = {c.max_positions} non-pad tokens (learned positions)"
+    if not isinstance(tokens, jax.core.Tracer):
+        ids = np.asarray(tokens)
+        bad = np.flatnonzero((ids < 0) | (ids >= c.vocab_size))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{outside}; got {int(ids[i])} at position {i} (a tokenizer of another vocabulary?)"
+            )
+        if learned and np.count_nonzero(ids != c.pad_token_id) > c.max_positions:
+            raise ValueError(f"{too_long}: got {np.count_nonzero(ids != c.pad_token_id)}")
+        return tokens
+    tokens = eqx.error_if(tokens, jnp.any((tokens < 0) | (tokens >= c.vocab_size)), outside)
+    if learned and tokens.shape[0] > c.max_positions:
+        tokens = eqx.error_if(tokens, jnp.sum(tokens != c.pad_token_id) > c.max_positions, too_long)
+    return tokens
+
+
+def _check_options(c: ModelConfig, attention, dtype, attention_maps) -> None:
+    if attention not in IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {attention!r}")
+    try:
+        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ValueError(f"dtype must be a floating dtype (e.g. jnp.bfloat16), got {dtype!r}")
+    for layer, head in attention_maps:
+        if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
+            raise ValueError(
+                f"attention map ({layer}, {head}) is outside "
+                f"{c.num_layers} layers x {c.num_heads} heads"
+            )

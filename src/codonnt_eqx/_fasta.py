@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
+
+# Binary streams a user passes (sys.stdin.buffer, open(..., 'rb'), io.BytesIO, gzip files).
+BinaryStream = io.RawIOBase | io.BufferedIOBase
 
 
 class FastaError(ValueError):
@@ -20,16 +28,61 @@ class FastaRecord:
     sequence: str
 
 
-def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Prefixed(io.RawIOBase):
+    """`head` then the rest of `stream`: the bytes read to sniff the format are put back
+    without a second open or a seek, so pipes, FIFOs and stdin work."""
+
+    def __init__(self, head: bytes, stream: BinaryStream):
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def _lines(source: str | os.PathLike | BinaryStream) -> Iterator[TextIO]:
+    """Text lines of a plain or gzipped FASTA source, opened once."""
+    owned = isinstance(source, (str, os.PathLike))
+    stream = open(source, "rb") if owned else source
+    try:
+        head = b""
+        while len(head) < 2:  # a pipe may deliver fewer bytes than asked
+            chunk = stream.read(2 - len(head))
+            if not chunk:
+                break
+            head += chunk
+        raw: BinaryStream = io.BufferedReader(_Prefixed(head, stream))
+        if head == _GZIP_MAGIC:
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")
+        # utf-8-sig: a byte-order mark (Windows editors) is not part of the first header.
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig")
+    finally:
+        if owned:
+            stream.close()
+
+
+def read_fasta(source: str | os.PathLike | BinaryStream) -> list[FastaRecord]:
     """Read every record of a FASTA file (gzip detected from its content, not its name).
 
-    Sequence lines are concatenated with whitespace removed; `;` comment lines are skipped.
-    Raises `FastaError` naming the file and line for sequence data before the first header,
-    an empty header, a record without sequence, or a file with no records.
+    `source` is a path or a binary stream (e.g. `sys.stdin.buffer`); it is read once, front
+    to back, so pipes and process substitutions work. Sequence lines are concatenated with
+    whitespace removed; `;` comment lines are skipped. Raises `FastaError` naming the file and
+    line for sequence data before the first header, an empty header, a record without
+    sequence, undecodable or corrupt content, or a file with no records.
     """
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
+    path = str(source) if isinstance(source, (str, os.PathLike)) else _stream_name(source)
     records: list[FastaRecord] = []
     header: tuple[str, str, int] | None = None
     chunks: list[str] = []
@@ -43,7 +96,7 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
         records.append(FastaRecord(name, description, "".join(chunks)))
 
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with _lines(source) as f:
             for line_no, line in enumerate(f, start=1):
                 line = line.strip()
                 if not line or line.startswith(";"):
@@ -60,9 +113,14 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
                     )
                 else:
                     chunks.append("".join(line.split()))
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise FastaError(f"{path}: not a readable FASTA file ({e})") from e
     close_record()
     if not records:
         raise FastaError(f"{path}: no FASTA records found")
     return records
+
+
+def _stream_name(stream) -> str:
+    name = getattr(stream, "name", None)
+    return name if isinstance(name, str) else "<stream>"

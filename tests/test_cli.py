@@ -1,4 +1,9 @@
+import gzip
 import pathlib
+import subprocess
+import sys
+
+import pytest
 
 from codonnt_eqx import read_fasta
 from codonnt_eqx._cli import main
@@ -50,3 +55,80 @@ def test_embed_with_a_checkpoint(tmp_path, capsys):
     first = read_fasta(EXAMPLE)[0].sequence
     assert f"[{len(reference_tokens(first, 3))}, 32]" in out
     assert main(["embed", str(EXAMPLE), "--checkpoint", str(tmp_path / "nope")]) == 1
+
+
+# ---- errors are one line, never a traceback -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["embed", str(EXAMPLE), "--bucket", "0"], "argument --bucket: must be >= 1, got 0"),
+        (["embed", str(EXAMPLE), "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+        (["embed", str(EXAMPLE), "--batch-size", "two"], "expected an integer, got 'two'"),
+        (["embed", str(EXAMPLE), "--attention", "flash"], "argument --attention: invalid"),
+        (["tokenize", str(EXAMPLE), "--k", "0"], "argument --k: must be in 1..12, got 0"),
+        (["tokenize", str(EXAMPLE), "--k", "13"], "argument --k: must be in 1..12"),
+    ],
+)
+def test_bad_arguments_are_rejected_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("codonnt-eqx: error: "), captured.err
+    return lines[0]
+
+
+def _bad_inputs(tmp_path):
+    (tmp_path / "empty.fa").write_bytes(b"")
+    (tmp_path / "binary.fa").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "dir.fa").mkdir()
+    (tmp_path / "list_config").mkdir()
+    (tmp_path / "list_config" / "config.json").write_text("[1, 2]")
+    (tmp_path / "vocab.txt").write_text("<unk>\n<pad>\n")
+    fasta = str(EXAMPLE)
+    return [
+        (["tokenize", str(tmp_path / "missing.fa")], "missing.fa: No such file"),
+        (["tokenize", str(tmp_path / "dir.fa")], "dir.fa: Is a directory"),
+        (["tokenize", str(tmp_path / "empty.fa")], "no FASTA records"),
+        (["tokenize", str(tmp_path / "binary.fa")], "binary.fa"),
+        (["embed", fasta, "--checkpoint", str(tmp_path / "nowhere")], "not a folder"),
+        (["embed", fasta, "--checkpoint", str(tmp_path / "list_config")], "config.json"),
+        (["embed", fasta, "--checkpoint", str(tmp_path)], str(tmp_path)),
+    ]
+
+
+def test_anticipated_errors_are_one_line_without_traceback(tmp_path, capsys):
+    for argv, message in _bad_inputs(tmp_path):
+        assert main(argv) == 1, argv
+        assert message in _one_line_error(capsys), argv
+
+
+def test_learned_position_model_refuses_long_records_by_name(tmp_path, capsys):
+    from codonnt_eqx import KmerTokenizer, save_pretrained
+    from helpers import V1, perturbed_model
+
+    save_pretrained(perturbed_model(V1), KmerTokenizer(2, layout="v1"), tmp_path / "v1")
+    long = tmp_path / "long.fa"
+    long.write_text(">short\nACGTAC\n>long_one\n" + "ACGT" * 30 + "\n")  # 61 tokens > 40
+    assert main(["embed", str(long), "--checkpoint", str(tmp_path / "v1")]) == 1
+    assert "long_one has 61 tokens" in _one_line_error(capsys)
+
+
+def test_stdin_dash_reads_a_piped_gzipped_file():
+    data = gzip.compress(EXAMPLE.read_bytes())
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from codonnt_eqx._cli import main; sys.exit(main())"]
+        + ["tokenize", "-"],
+        input=data,
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr.decode()
+    assert f"{len(read_fasta(EXAMPLE))} sequences" in run.stdout.decode()

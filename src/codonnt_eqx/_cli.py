@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._fasta import FastaRecord, read_fasta
-from ._tokenizers import IUPAC_AMBIGUITY, KmerTokenizer
+from ._tokenizers import IUPAC_AMBIGUITY, MAX_K, KmerTokenizer
+from .kernels._attention import IMPLEMENTATIONS
 
 
 def _tokenizer(args: argparse.Namespace) -> KmerTokenizer:
@@ -48,7 +49,7 @@ def _print_token_summary(records: Sequence[FastaRecord], ids: np.ndarray, tok: K
 
 def _tokenize_and_summarise(args: argparse.Namespace, tok: KmerTokenizer):
     """Read the FASTA file, tokenize it, print the summary; returns (records, ids)."""
-    records = read_fasta(args.fasta)
+    records = read_fasta(sys.stdin.buffer if args.fasta == "-" else args.fasta)
     ids = tok.batch_encode([r.sequence for r in records])
     print(f"{args.fasta}: tokenized with {tok!r}")
     _print_token_summary(records, ids, tok)
@@ -93,6 +94,13 @@ def _embed_command(args: argparse.Namespace) -> None:
         )
     records, ids = _tokenize_and_summarise(args, tok)
     sizes = (ids != tok.pad_id).sum(axis=1)
+    config = model.config
+    if config.positional_embedding == "learned" and sizes.max() > config.max_positions:
+        i = int(np.argmax(sizes))
+        raise ValueError(
+            f"{records[i].name} has {sizes[i]} tokens; this model (learned positions) takes at "
+            f"most {config.max_positions}"
+        )
     print(f"\nModel: {description}.")
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
 
@@ -134,8 +142,24 @@ def _embed_command(args: argparse.Namespace) -> None:
     )
 
 
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def _tokenizer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("fasta", help="FASTA file, plain or gzipped")
+    parser.add_argument("fasta", help="FASTA file, plain or gzipped; - reads standard input")
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -151,24 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     tokenize = commands.add_parser("tokenize", help="tokenize a FASTA file and summarise it")
     _tokenizer_options(tokenize)
-    tokenize.add_argument("--k", type=int, default=3, help="k-mer size (Codon-NT: 3)")
+    tokenize.add_argument("--k", type=_int_in(1, MAX_K), default=3, help="k-mer size (Codon-NT: 3)")
     tokenize.set_defaults(run=_tokenize_command)
 
     embed = commands.add_parser(
         "embed", help="tokenize a FASTA file and embed it with a Codon-NT-sized model"
     )
     _tokenizer_options(embed)
-    embed.add_argument("--batch-size", type=int, default=1)
+    embed.add_argument("--batch-size", type=_int_in(1), default=1, help="sequences per batch")
     embed.add_argument(
         "--bucket",
-        type=int,
+        type=_int_in(1),
         default=128,
         help="pad batches to a multiple of this many tokens (fewer compiles)",
     )
     embed.add_argument(
         "--attention",
         default="auto",
-        choices=["auto", "pallas", "blocked", "xla", "cudnn", "reference"],
+        choices=IMPLEMENTATIONS,
     )
     embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     embed.add_argument(
@@ -180,10 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (argument errors exit with 2)."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (OSError, ValueError) as e:  # includes FASTA, sequence and checkpoint errors
-        print(f"codonnt-eqx: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # `codonnt-eqx ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 1
+    except KeyboardInterrupt:
+        print("codonnt-eqx: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as e:  # FASTA, sequence, checkpoint and argument errors
+        print(f"codonnt-eqx: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split()) or type(error).__name__

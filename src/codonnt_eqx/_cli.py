@@ -10,7 +10,8 @@ import numpy as np
 
 from ._fasta import FastaRecord, read_fasta
 from ._tokenizers import IUPAC_AMBIGUITY, MAX_K, KmerTokenizer
-from .kernels._attention import IMPLEMENTATIONS
+from .kernels import IMPLEMENTATIONS
+from .training._errors import TrainingError
 
 
 def _tokenizer(args: argparse.Namespace) -> KmerTokenizer:
@@ -142,6 +143,97 @@ def _embed_command(args: argparse.Namespace) -> None:
     )
 
 
+def _pretrain_command(args: argparse.Namespace) -> None:
+    import jax
+
+    if args.coordinator or args.num_processes:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    from ._config import ModelConfig, preset
+    from .training import GenomeCorpus, PretrainConfig, pretrain
+
+    tok = KmerTokenizer(args.k, uppercase=True, iupac_to_n=True)
+    sizes = (args.layers, args.width, args.heads, args.ffn)
+    if any(s is not None for s in sizes) and any(s is None for s in sizes):
+        raise ValueError("give all of --layers, --width, --heads and --ffn, or a --preset")
+    if args.layers is not None:
+        model_config = ModelConfig(
+            vocab_size=tok.vocab_size,
+            embed_dim=args.width,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            ffn_dim=args.ffn,
+            pad_token_id=tok.pad_id,
+            mask_token_id=tok.mask_id,
+            k_for_kmers=args.k,
+        )
+    else:
+        model_config = preset(args.preset)
+    config = PretrainConfig(
+        seq_length=args.seq_length,
+        tokens_per_batch=args.tokens_per_batch,
+        micro_batch_size=args.micro_batch,
+        steps=args.steps,
+        seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        init_lr=args.init_lr,
+        peak_lr=args.peak_lr,
+        dtype=args.dtype,
+        remat=args.remat,
+        attention=args.attention,
+        fsdp=args.fsdp,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        eval_windows=args.eval_windows,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep,
+    )
+    corpus = GenomeCorpus.from_fasta(
+        args.fasta,
+        weights=args.weights,
+        validation_fraction=args.validation_fraction,
+        # at least one validation window per record long enough to spare it
+        validation_min_bases=(args.seq_length - 1) * args.k,
+    )
+    if jax.process_index() == 0:
+        for f in corpus.describe():
+            print(
+                f"{f.name}: {f.records} records, {f.bases:,} bases, {f.n_fraction:.1%} N, "
+                f"{f.probability:.1%} of training windows, {f.validation_bases:,} held out"
+            )
+        print(
+            f"model: {model_config.num_layers} x {model_config.embed_dim}, "
+            f"{model_config.num_heads} heads; batch {config.batch_size} x {config.seq_length} "
+            f"tokens ({config.accumulation} micro-batches) on {jax.device_count()} device(s)"
+        )
+    pretrain(model_config, tok, corpus, args.out, config, resume=args.resume)
+
+
+def _plot_command(args: argparse.Namespace) -> None:
+    from .training import plot_metrics
+
+    path = plot_metrics(args.run, args.output)
+    print(f"wrote {path}")
+
+
+def _float_above(low: float):
+    """An argparse type: a finite float > low."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > low and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number > {low}, got {text}")
+        return value
+
+    return parse
+
+
 def _int_in(low: int, high: int | None = None):
     """An argparse type: an integer in [low, high]."""
 
@@ -200,7 +292,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed")
     embed.set_defaults(run=_embed_command)
+    _pretrain_parser(commands)
     return parser
+
+
+def _pretrain_parser(commands) -> None:
+    from ._config import PRESETS
+
+    p = commands.add_parser(
+        "pretrain",
+        help="pretrain a model with masked language modelling on FASTA genomes",
+        description="Masked-language-model pretraining (Codon-NT's recipe by default) on "
+        "windows of FASTA genomes, resumable, on one or many devices and processes.",
+    )
+    p.add_argument("fasta", nargs="+", help="FASTA files, plain or gzipped")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, model)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--weights", type=_float_above(0), nargs="+", help="mixture weight per file")
+    p.add_argument("--validation-fraction", type=_float_above(0), default=0.01)
+    size = p.add_argument_group("model size (a preset, or all of --layers/--width/...)")
+    size.add_argument("--preset", default="codon_nt", choices=sorted(PRESETS))
+    size.add_argument("--layers", type=_int_in(1))
+    size.add_argument("--width", type=_int_in(1), help="embedding dimension")
+    size.add_argument("--heads", type=_int_in(1))
+    size.add_argument("--ffn", type=_int_in(1), help="feed-forward (GLU) width")
+    p.add_argument("--k", type=_int_in(1, MAX_K), default=3, help="k-mer size (Codon-NT: 3)")
+    recipe = p.add_argument_group("recipe (defaults: Codon-NT's)")
+    recipe.add_argument("--seq-length", type=_int_in(2), default=1000, help="tokens per window")
+    recipe.add_argument("--tokens-per-batch", type=_int_in(1), default=1_000_000)
+    recipe.add_argument("--micro-batch", type=_int_in(1), help="sequences per pass (accumulate)")
+    recipe.add_argument("--steps", type=_int_in(1), default=100_000)
+    recipe.add_argument("--warmup-steps", type=_int_in(1), default=16_000)
+    recipe.add_argument("--init-lr", type=_float_above(0), default=5e-5)
+    recipe.add_argument("--peak-lr", type=_float_above(0), default=1e-4)
+    recipe.add_argument("--seed", type=_int_in(0), default=0)
+    recipe.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    recipe.add_argument("--remat", action="store_true", help="recompute blocks in backward")
+    recipe.add_argument("--attention", default="auto", choices=IMPLEMENTATIONS)
+    run = p.add_argument_group("bookkeeping and devices")
+    run.add_argument("--log-every", type=_int_in(1), default=10)
+    run.add_argument("--eval-every", type=_int_in(1), default=1000)
+    run.add_argument("--eval-windows", type=_int_in(1), default=512)
+    run.add_argument("--checkpoint-every", type=_int_in(1), default=1000)
+    run.add_argument("--keep", type=_int_in(1), default=3, help="checkpoints kept")
+    run.add_argument("--fsdp", type=_int_in(1), default=1, help="devices sharding parameters")
+    run.add_argument("--coordinator", help="jax.distributed coordinator host:port")
+    run.add_argument("--num-processes", type=_int_in(1))
+    run.add_argument("--process-id", type=_int_in(0))
+    p.set_defaults(run=_pretrain_command)
+
+    plot = commands.add_parser("plot", help="plot a run's metrics.jsonl (needs matplotlib)")
+    plot.add_argument("run", help="run folder or metrics.jsonl file")
+    plot.add_argument("-o", "--output", help="PNG path (default: beside metrics.jsonl)")
+    plot.set_defaults(run=_plot_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codonnt-eqx: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:  # FASTA, sequence, checkpoint and argument errors
+    except (OSError, ValueError, TrainingError) as e:  # FASTA, sequence, checkpoint, ...
         print(f"codonnt-eqx: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0

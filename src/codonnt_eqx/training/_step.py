@@ -1,0 +1,150 @@
+"""The masked-language-model training step: a pure function of (model, optimiser state, token
+batch, key), jitted once, with gradient accumulation over micro-batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .._model import NucleotideTransformer
+from .._tokenizers import Tokenizer
+from ..kernels import IMPLEMENTATIONS, Implementation
+from ._loss import LossMetrics, masked_lm_metrics, nucleotides_per_token
+from ._masking import mask_tokens, maskable_tokens
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MaskedLM:
+    """The objective: BERT masking of the tokens a tokenizer calls maskable, cross-entropy on the
+    selected positions. Build it with `MaskedLM.for_tokenizer(tokenizer)`.
+
+    `maskable` (bool [vocab]) and `nucleotides` (int [vocab], for bits per nucleotide) are NumPy
+    constants of the computation.
+    """
+
+    maskable: np.ndarray
+    nucleotides: np.ndarray
+    mask_id: int
+    rate: float = 0.15
+    mask_prob: float = 0.8
+    random_prob: float = 0.1
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer, **rates) -> MaskedLM:
+        """The objective for `tokenizer`'s special ids; `rates`: `rate`, `mask_prob`,
+        `random_prob` (defaults 0.15 / 0.8 / 0.1: Codon-NT's)."""
+        return cls(
+            maskable_tokens(tokenizer), nucleotides_per_token(tokenizer), tokenizer.mask_id, **rates
+        )
+
+    def mask(self, key: PRNGKeyArray, tokens: Int[Array, " length"]):
+        return mask_tokens(
+            key,
+            tokens,
+            maskable=self.maskable,
+            mask_id=self.mask_id,
+            rate=self.rate,
+            mask_prob=self.mask_prob,
+            random_prob=self.random_prob,
+        )
+
+
+class StepMetrics(eqx.Module):
+    """What one step reports: the loss metrics summed over the whole (accumulated) batch, and
+    the global norm of the gradient of the mean loss."""
+
+    loss: LossMetrics
+    grad_norm: Float[Array, ""]
+
+
+def _add(a, b):
+    return jax.tree.map(jnp.add, a, b)
+
+
+def make_train_step(
+    optimizer: optax.GradientTransformation,
+    objective: MaskedLM,
+    *,
+    dtype=jnp.bfloat16,
+    attention: Implementation = "auto",
+    remat: bool = False,
+    donate: bool = True,
+) -> Callable:
+    """A jitted training step `step(model, opt_state, tokens, key) -> (model, opt_state,
+    StepMetrics)`.
+
+    **Arguments:**
+
+    - `optimizer`: an optax transformation, e.g. `codon_nt_optimizer()`; its state comes from
+      `optimizer.init(eqx.filter(model, eqx.is_array))`.
+    - `objective`: a `MaskedLM`.
+    - `dtype`: compute dtype (bfloat16: mixed precision; parameters, gradients and optimiser
+      state stay float32).
+    - `attention`, `remat`: passed to the model.
+    - `donate`: reuse the buffers of the model and optimiser state passed in (they are invalid
+      after the call; use the returned ones).
+
+    The step's `tokens` are int32 [accumulation, batch, length]: the gradient is that of the
+    mean loss over every selected position of the whole `accumulation x batch`, accumulated one
+    micro-batch `[batch, length]` at a time, so memory is that of one micro-batch. `key` masks
+    the batch; derive it from the step (`jax.random.fold_in(key, step)`) for reproducible runs.
+    Example `i` is masked with `fold_in(key, example_ids[i])`; `example_ids` (int
+    [accumulation, batch], default `arange`) are the examples' indices in the global batch, so
+    the same examples get the same masks however the batch is laid out.
+    Sharded inputs (see `make_mesh`) give sharded computation; nothing here names devices.
+    """
+    if attention not in IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {attention!r}")
+
+    def micro(static, params, tokens, example_ids, key):
+        # One key per example, from its index in the global batch: the masks do not depend on
+        # how the batch is split into micro-batches, devices or processes.
+        keys = jax.vmap(functools.partial(jr.fold_in, key))(example_ids)
+        batch = jax.vmap(objective.mask)(keys, tokens)
+
+        def loss_sum(params):
+            model = eqx.combine(params, static)
+            run = functools.partial(model, attention=attention, dtype=dtype, remat=remat)
+            logits = jax.vmap(run)(batch.inputs).logits
+            metrics = masked_lm_metrics(
+                logits, batch.targets, batch.selected, objective.nucleotides
+            )
+            return metrics.loss_sum, metrics
+
+        (_, metrics), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
+        return grads, metrics
+
+    def step(model: NucleotideTransformer, opt_state, tokens, key, example_ids=None):
+        if tokens.ndim != 3:
+            raise ValueError(f"tokens must be [accumulation, batch, length], got {tokens.shape}")
+        if example_ids is None:
+            example_ids = jnp.arange(tokens.shape[0] * tokens.shape[1]).reshape(tokens.shape[:2])
+        params, static = eqx.partition(model, eqx.is_array)
+        run = functools.partial(micro, static, params, key=key)
+        zeros = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(run, tokens[0], example_ids[0])
+        )
+
+        def accumulate(total, xs):
+            return _add(total, run(*xs)), None
+
+        # Sums over micro-batches, divided once by the total count: exactly the gradient of
+        # the mean over the whole batch, whatever the split.
+        (grads, metrics), _ = jax.lax.scan(accumulate, zeros, (tokens, example_ids))
+        count = jnp.maximum(metrics.num_selected, 1).astype(jnp.float32)
+        grads = jax.tree.map(lambda g: g / count, grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        model = eqx.apply_updates(model, updates)
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return model, opt_state, StepMetrics(metrics, grad_norm)
+
+    return eqx.filter_jit(step, donate="all" if donate else "none")

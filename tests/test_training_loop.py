@@ -17,6 +17,7 @@ import optax
 import pytest
 
 from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, from_pretrained
+from codonnt_eqx._cli import main
 from codonnt_eqx.training import (
     GenomeCorpus,
     MaskedLM,
@@ -139,6 +140,21 @@ def test_resume_after_a_signal_is_bit_exact(tmp_path, corpus):
     assert tokenizer.vocabulary == TOKENIZER.vocabulary
     for a, b in zip(arrays(loaded), arrays(straight.model), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_plot_command_draws_the_metrics(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    lines = [
+        {"step": 1, "split": "train", "tokens_seen": 100, "loss": 4.0, "bits_per_nucleotide": 2.1},
+        {"step": 2, "split": "train", "tokens_seen": 200, "loss": 3.5, "bits_per_nucleotide": 1.9},
+        {"step": 2, "split": "validation", "loss": 3.7, "bits_per_nucleotide": 1.95},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "metrics.jsonl").write_text("{not json\n")
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "line 1: not JSON" in capsys.readouterr().err
 
 
 def test_checkpoints_of_another_run_are_refused(tmp_path, corpus):

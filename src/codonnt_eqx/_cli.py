@@ -215,7 +215,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
 def _plot_command(args: argparse.Namespace) -> None:
     from .training import plot_metrics
 
-    path = plot_metrics(args.run, args.output)
+    path = plot_metrics(args.metrics, args.output)
     print(f"wrote {path}")
 
 
@@ -308,8 +308,8 @@ def _pretrain_parser(commands) -> None:
     p.add_argument("fasta", nargs="+", help="FASTA files, plain or gzipped")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--weights", type=_float_above(0), nargs="+", help="mixture weight per file")
-    p.add_argument("--validation-fraction", type=_float_above(0), default=0.01)
+    p.add_argument("--weights", type=_float_above(0.0), nargs="+", help="mixture weight per file")
+    p.add_argument("--validation-fraction", type=_float_above(0.0), default=0.01)
     size = p.add_argument_group("model size (a preset, or all of --layers/--width/...)")
     size.add_argument("--preset", default="codon_nt", choices=sorted(PRESETS))
     size.add_argument("--layers", type=_int_in(1))
@@ -323,8 +323,8 @@ def _pretrain_parser(commands) -> None:
     recipe.add_argument("--micro-batch", type=_int_in(1), help="sequences per pass (accumulate)")
     recipe.add_argument("--steps", type=_int_in(1), default=100_000)
     recipe.add_argument("--warmup-steps", type=_int_in(1), default=16_000)
-    recipe.add_argument("--init-lr", type=_float_above(0), default=5e-5)
-    recipe.add_argument("--peak-lr", type=_float_above(0), default=1e-4)
+    recipe.add_argument("--init-lr", type=_float_above(0.0), default=5e-5)
+    recipe.add_argument("--peak-lr", type=_float_above(0.0), default=1e-4)
     recipe.add_argument("--seed", type=_int_in(0), default=0)
     recipe.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     recipe.add_argument("--remat", action="store_true", help="recompute blocks in backward")
@@ -342,7 +342,7 @@ def _pretrain_parser(commands) -> None:
     p.set_defaults(run=_pretrain_command)
 
     plot = commands.add_parser("plot", help="plot a run's metrics.jsonl (needs matplotlib)")
-    plot.add_argument("run", help="run folder or metrics.jsonl file")
+    plot.add_argument("metrics", help="run folder or its metrics.jsonl")
     plot.add_argument("-o", "--output", help="PNG path (default: beside metrics.jsonl)")
     plot.set_defaults(run=_plot_command)
 

@@ -205,7 +205,8 @@ class _Exploit:
 def test_malicious_joblib_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "jax_model").mkdir()
-    (tmp_path / "jax_model" / "hyperparams.json").write_text(json.dumps({"k_for_kmers": 3}))
+    hyper = dict(k_for_kmers=3, embed_dim=32, num_layers=2, attention_heads=4, ffn_embed_dim=48)
+    (tmp_path / "jax_model" / "hyperparams.json").write_text(json.dumps(hyper))
     with open(tmp_path / "jax_model" / "pytree_ckpt.joblib", "wb") as f:
         pickle.dump({"esm_transformer/~/embed": {"embeddings": _Exploit(marker)}}, f)
     with pytest.raises(UnsafePickleError, match=r"refusing to load (posix|os)\.system"):

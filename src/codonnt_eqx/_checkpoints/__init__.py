@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from .._model import NucleotideTransformer
 from .._tokenizers import KmerTokenizer
 from ._errors import CheckpointError
@@ -15,13 +19,33 @@ from .safe_pickle import UnsafePickleError
 __all__ = ["CheckpointError", "UnsafePickleError", "from_pretrained", "save_pretrained"]
 
 
+def _parameter_dtype(dtype) -> jnp.dtype:
+    """`dtype` as a floating parameter dtype; anything else would round the weights away
+    (int8 makes them zeros) or be silently narrowed (float64 without jax_enable_x64)."""
+    if dtype is None:
+        return jnp.dtype(jnp.float32)
+    try:
+        parsed = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype {dtype!r} is not a dtype") from None
+    allowed = [jnp.float32, jnp.bfloat16, jnp.float16]
+    if jax.dtypes.canonicalize_dtype(np.float64) == np.float64:  # jax_enable_x64
+        allowed.append(jnp.float64)
+    if parsed not in [jnp.dtype(a) for a in allowed]:
+        names = ", ".join(jnp.dtype(a).name for a in allowed)
+        hint = " (float64 needs jax_enable_x64)" if parsed == np.float64 else ""
+        raise ValueError(f"dtype {parsed.name} is not a parameter dtype; use {names}{hint}")
+    return parsed
+
+
 def from_pretrained(
     path: str | os.PathLike, *, dtype=None, **tokenizer_options
 ) -> tuple[NucleotideTransformer, KmerTokenizer]:
     """Load a published (or saved) model and its tokenizer from a local folder; never fetches.
 
     Recognised by their files: the Hugging Face layout (`config.json`, `vocab.txt`,
-    `model.safetensors` or `pytorch_model.bin`, possibly sharded) and InstaDeep's JAX layout
+    `model.safetensors` or `pytorch_model.bin`, possibly sharded with an index; a single file
+    is preferred to an index, as transformers does) and InstaDeep's JAX layout
     (`jax_model/hyperparams.json` + `jax_model/pytree_ckpt.joblib`). Pickle files are read by a
     restricted unpickler that runs no code from them, and torch is not needed.
 
@@ -29,12 +53,19 @@ def from_pretrained(
 
     - `path`: the folder, e.g. the result of `huggingface-cli download
       InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species --local-dir codon-nt`.
-    - `dtype`: parameter dtype (default float32; `jnp.bfloat16` halves the memory).
+    - `dtype`: parameter dtype: float32 (the default), bfloat16 (half the memory), float16, or
+      float64 when `jax_enable_x64` is on; anything else is a `ValueError`.
     - `tokenizer_options`: passed to `KmerTokenizer` (`uppercase`, `iupac_to_n`, ...).
 
     Raises `CheckpointError` naming the file and key for anything missing, unexpected,
-    mis-shaped, corrupt or inconsistent; nothing is half-loaded.
+    mis-typed, mis-shaped, corrupt or inconsistent (a vocabulary that does not fit the
+    weights included); nothing is half-loaded. NaN or infinite weights load with a
+    `RuntimeWarning` naming them.
     """
+    dtype = _parameter_dtype(dtype)
+    if {"k", "layout"} & tokenizer_options.keys():
+        raise TypeError("the checkpoint sets the tokenizer's k and layout")
+    KmerTokenizer(1, **tokenizer_options)  # a misspelt option fails now, before any reading
     path = pathlib.Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a folder (download the checkpoint first)")
@@ -51,5 +82,13 @@ def save_pretrained(
     model: NucleotideTransformer, tokenizer: KmerTokenizer, path: str | os.PathLike
 ) -> None:
     """Write the Hugging Face layout (config.json, vocab.txt, model.safetensors, float32), which
-    `from_pretrained` reads back bit-exactly and transformers' ESM tools can read."""
+    `from_pretrained` reads back bit-exactly and transformers' ESM tools can read.
+
+    All or nothing: what the layout cannot hold (embed_scale != 1, ...) or a tokenizer that
+    does not fit the model is a `CheckpointError` before anything is written, and a failure
+    while writing leaves `path` as it was. Saving into an existing checkpoint folder replaces
+    its Hugging Face files (config.json, vocab.txt, model.safetensors, pytorch_model.bin,
+    their index files and the shards these list) and keeps everything else, a jax_model/
+    folder included. A `path` that is a file is a `NotADirectoryError`.
+    """
     save_hf(model, tokenizer, pathlib.Path(path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,10 @@ def parameter_arrays(model: NucleotideTransformer) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(path): np.asarray(x, np.float32) for path, x in leaves}
 
 
+def _is_float(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating) or dtype == jnp.bfloat16
+
+
 def build_model(
     config: ModelConfig,
     arrays: dict[Name, Any],
@@ -35,42 +41,70 @@ def build_model(
 ) -> NucleotideTransformer:
     """The model of `config` with its parameters taken from `arrays` (consumed as it goes, to
     keep peak memory near one copy). `describe` names an entry by the checkpoint's own key,
-    for error messages."""
+    for error messages. Every name, shape and dtype is checked before anything is read or
+    allocated, so a config that claims a huge model costs nothing; non-finite weights load,
+    with a warning naming them."""
+    dtype = jnp.dtype(dtype or jnp.float32)
     skeleton = eqx.filter_eval_shape(NucleotideTransformer, config, key=jr.key(0))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
-    layers = config.num_layers
-    filled = []
+    plan = []  # (name, stacked?, its entries in `arrays`) for every parameter, in leaf order
     for path, leaf in leaves:
         if not isinstance(leaf, jax.ShapeDtypeStruct):
-            filled.append(leaf)
             continue
         name = jax.tree_util.keystr(path)
         stacked = name.startswith(".blocks.")
-        wanted = [(name, i) for i in range(layers)] if stacked else [(name, None)]
-        missing = [w for w in wanted if w not in arrays]
+        layers = range(config.num_layers) if stacked else [None]
+        # At most three, found lazily: num_layers is the checkpoint's word, and may be huge.
+        missing = itertools.islice(((name, i) for i in layers if (name, i) not in arrays), 3)
+        missing = [describe(m) for m in missing]
         if missing:
-            what = ", ".join(describe(m) for m in missing[:3])
-            raise CheckpointError(f"{source}: missing parameter(s) {what}")
+            raise CheckpointError(f"{source}: missing parameter(s) {', '.join(missing)}")
+        wanted = [(name, i) for i in layers]
         target = leaf.shape[1:] if stacked else leaf.shape
+        for w in wanted:
+            array = arrays[w]
+            if not _is_float(array.dtype):
+                raise CheckpointError(
+                    f"{source}: {describe(w)} has dtype {array.dtype}, expected floats"
+                )
+            if tuple(array.shape) != target:
+                raise CheckpointError(
+                    f"{source}: {describe(w)} has shape {tuple(array.shape)}, expected {target} "
+                    "for this config"
+                )
+        plan.append((name, stacked, wanted))
+    used = {w for _, _, wanted in plan for w in wanted}
+    extra = [k for k in arrays if k not in used]
+    if extra:
+        raise CheckpointError(
+            f"{source}: unexpected parameter(s) {', '.join(describe(k) for k in extra[:5])}"
+        )
+    filled, plan, non_finite = [], iter(plan), []
+    for _, leaf in leaves:
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            filled.append(leaf)
+            continue
+        name, stacked, wanted = next(plan)
         out = np.empty(leaf.shape, np.float32) if stacked else None
         for w in wanted:
             array = arrays.pop(w)
             if hasattr(array, "load"):  # read lazily, so that it is freed once copied
                 array = array.load()
-            label = describe(w)
-            if not (np.issubdtype(array.dtype, np.floating) or array.dtype == jnp.bfloat16):
-                raise CheckpointError(f"{source}: {label} has dtype {array.dtype}, expected floats")
-            if array.shape != target:
-                raise CheckpointError(
-                    f"{source}: {label} has shape {array.shape}, expected {target} for this config"
-                )
+            if not np.isfinite(array).all():
+                non_finite.append(describe(w))
             if stacked:
                 out[w[1]] = array
             else:
                 out = array
-        filled.append(jnp.asarray(out, dtype or jnp.float32))
+        if dtype == jnp.float16 and np.abs(out).max(initial=0) > np.finfo(np.float16).max:
+            non_finite.append(f"{name} (beyond float16's range)")
+        filled.append(jnp.asarray(out, dtype))
         del out
-    if arrays:
-        extra = ", ".join(describe(k) for k in list(arrays)[:5])
-        raise CheckpointError(f"{source}: unexpected parameter(s) {extra}")
+    if non_finite:
+        warnings.warn(
+            f"{source}: NaN or infinite weights in {', '.join(non_finite[:5])}"
+            + (f" and {len(non_finite) - 5} more" if len(non_finite) > 5 else ""),
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return jax.tree_util.tree_unflatten(treedef, filled)

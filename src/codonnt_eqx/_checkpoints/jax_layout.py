@@ -3,16 +3,15 @@ Haiku dict `module/path -> {param: array}`), in the published or the newer modul
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 
 import numpy as np
 
-from .._config import ModelConfig
-from .._tokenizers import KmerTokenizer
+from .._tokenizers import MAX_K, KmerTokenizer
 from ._build import Name, build_model
 from ._errors import CheckpointError
+from ._metadata import JsonObject, embedding_rows, make_config, read_json, regular_file
 from .safe_pickle import load_joblib_file
 
 # Module-path patterns (matched at the end of the path, whatever the prefix) -> model names.
@@ -44,86 +43,120 @@ _PARAMS = {
 }
 
 
-def _config_from_hyperparams(h: dict, vocab_size: int, source: str) -> ModelConfig:
-    if h.get("add_bias_kv", False):
-        raise CheckpointError(f"{source}: add_bias_kv=True is not supported")
-    activation = h.get("ffn_activation_name", "gelu-no-approx")
-    if activation not in ("gelu-no-approx", "gelu", "swish", "silu"):
-        raise CheckpointError(f"{source}: unsupported ffn_activation_name {activation!r}")
+# ModelConfig field -> the hyperparams.json key it comes from, for error messages.
+_JAX_KEYS = {
+    "embed_dim": "embed_dim",
+    "num_layers": "num_layers",
+    "num_heads": "attention_heads",
+    "ffn_dim": "ffn_embed_dim",
+    "key_dim": "key_dim",
+    "max_positions": "max_positions",
+    "rotary_rescaling": "rescaling_factor",
+    "use_glu": "use_glu_in_ffn",
+    "add_bias_ffn": "add_bias_ffn",
+    "emb_layer_norm_before": "emb_layer_norm_before",
+    "token_dropout": "token_dropout",
+    "masking_ratio": "masking_ratio",
+    "masking_prob": "masking_prob",
+    "embed_scale": "embed_scale",
+    "k_for_kmers": "k_for_kmers",
+}
+
+
+def _read_hyperparams(file: pathlib.Path) -> dict:
+    """Every hyperparams.json value this loader uses, type-checked, by ModelConfig field name
+    (defaults: the original's, for the keys older files lack)."""
+    h = JsonObject(read_json(file), file)
+    if h.bool("add_bias_kv", False):
+        raise CheckpointError(f"{file}: add_bias_kv=True is not supported")
+    activation = h.str(
+        "ffn_activation_name", "gelu-no-approx", choices=("gelu-no-approx", "gelu", "swish", "silu")
+    )
     if activation == "gelu":
-        raise CheckpointError(f"{source}: tanh-approximated gelu is not supported")
-    rotary = h.get("use_rotary_embedding", False)
-    try:
-        return ModelConfig(
-            vocab_size=vocab_size,
-            embed_dim=h["embed_dim"],
-            num_layers=h["num_layers"],
-            num_heads=h["attention_heads"],
-            ffn_dim=h["ffn_embed_dim"],
-            key_dim=h.get("key_dim"),
-            positional_embedding="rotary" if rotary else "learned",
-            max_positions=h.get("max_positions", 1000),
-            rotary_rescaling=h.get("rescaling_factor") or 1.0,
-            use_glu=h.get("use_glu_in_ffn", False),
-            ffn_activation="gelu" if activation.startswith("gelu") else "swish",
-            add_bias_ffn=h.get("add_bias_ffn", True),
-            emb_layer_norm_before=h.get("emb_layer_norm_before", False),
-            token_dropout=h.get("token_dropout", False),
-            masking_ratio=h.get("masking_ratio", 0.15),
-            masking_prob=h.get("masking_prob", 0.8),
-            embed_scale=h.get("embed_scale", 1.0),
-            layer_norm_eps=1e-5,
-            pad_token_id=1,
-            mask_token_id=2,
-            k_for_kmers=h["k_for_kmers"],
-        )
-    except KeyError as e:
-        raise CheckpointError(f"{source}: hyperparams.json lacks {e.args[0]!r}") from None
+        raise CheckpointError(f"{file}: tanh-approximated gelu is not supported")
+    rescaling = h.number("rescaling_factor", None, nullable=True)  # null: plain rotary
+    k = h.int("k_for_kmers", minimum=1)
+    if k > MAX_K:  # checked before anything computes 4**k, which for k = 10^9 never ends
+        raise CheckpointError(f"{file}: k_for_kmers is {k}, expected at most {MAX_K}")
+    return dict(
+        embed_dim=h.int("embed_dim"),
+        num_layers=h.int("num_layers"),
+        num_heads=h.int("attention_heads"),
+        ffn_dim=h.int("ffn_embed_dim"),
+        key_dim=h.int("key_dim", None, nullable=True),
+        positional_embedding="rotary" if h.bool("use_rotary_embedding", False) else "learned",
+        max_positions=h.int("max_positions", 1000),
+        rotary_rescaling=1.0 if rescaling is None else rescaling,
+        use_glu=h.bool("use_glu_in_ffn", False),
+        ffn_activation="gelu" if activation.startswith("gelu") else "swish",
+        add_bias_ffn=h.bool("add_bias_ffn", True),
+        emb_layer_norm_before=h.bool("emb_layer_norm_before", False),
+        token_dropout=h.bool("token_dropout", False),
+        masking_ratio=h.number("masking_ratio", 0.15),
+        masking_prob=h.number("masking_prob", 0.8),
+        embed_scale=h.number("embed_scale", 1.0),
+        k_for_kmers=k,
+    )
 
 
-def load_jax(path: pathlib.Path, dtype=None, **tokenizer_options):
-    folder = path / "jax_model"
-    hyper_file, params_file = folder / "hyperparams.json", folder / "pytree_ckpt.joblib"
-    try:
-        hyper = json.loads(hyper_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{hyper_file}: unreadable ({e})") from e
-    params = load_joblib_file(params_file)
+def _read_params(file: pathlib.Path) -> tuple[dict[Name, np.ndarray], dict[Name, str]]:
+    """Our parameter names -> arrays (and -> the file's own names, for messages)."""
+    params = load_joblib_file(regular_file(file))
     if not isinstance(params, dict):
-        raise CheckpointError(f"{params_file}: expected a dict of modules")
+        raise CheckpointError(f"{file}: expected a dict of modules, got {type(params).__name__}")
     arrays: dict[Name, np.ndarray] = {}
     key_names: dict[Name, str] = {}
     for module, values in params.items():
-        target = next(((n, p) for p, n in _MODULES if p.search(module)), None)
+        target = None
+        if isinstance(module, str):
+            target = next(((n, p) for p, n in _MODULES if p.search(module)), None)
         if target is None or not isinstance(values, dict):
-            raise CheckpointError(f"{params_file}: unexpected module {module!r}")
+            raise CheckpointError(f"{file}: unexpected module {module!r}")
         name, pattern = target
         match = pattern.search(module)
         layer = int(match.group(1)) if name.startswith(".blocks.") else None
         for param, array in values.items():
             if param not in _PARAMS:
-                raise CheckpointError(f"{params_file}: unexpected parameter {module}/{param}")
+                raise CheckpointError(f"{file}: unexpected parameter {module}/{param!r}")
+            if not isinstance(array, np.ndarray):
+                raise CheckpointError(f"{file}: {module}/{param} is not an array")
             ours, transpose = _PARAMS[param]
-            full = name if ours is None else f"{name}.{ours}"
-            array = np.asarray(array)
-            arrays[(full, layer)] = array.T if transpose and array.ndim == 2 else array
-            key_names[(full, layer)] = f"{module}/{param}"
-    del params  # the arrays now live only in `arrays`, which the model consumes as it fills
+            full = (name if ours is None else f"{name}.{ours}", layer)
+            if full in key_names:  # e.g. the published and the newer name of one module
+                raise CheckpointError(
+                    f"{file}: {key_names[full]} and {module}/{param} are the same parameter"
+                )
+            arrays[full] = array.T if transpose and array.ndim == 2 else array
+            key_names[full] = f"{module}/{param}"
+    return arrays, key_names
+
+
+def load_jax(path: pathlib.Path, dtype=None, **tokenizer_options):
+    folder = path / "jax_model"
+    hyper_file, params_file = folder / "hyperparams.json", folder / "pytree_ckpt.joblib"
+    fields = _read_hyperparams(hyper_file)
+    k = fields["k_for_kmers"]
+    arrays, key_names = _read_params(params_file)
     embed = arrays.get((".embed", None))
     if embed is None:
         raise CheckpointError(f"{params_file}: no token embedding (…/~/embed)")
-    k = hyper.get("k_for_kmers")
-    if not isinstance(k, int):
-        raise CheckpointError(f"{hyper_file}: k_for_kmers missing or not an integer")
-    rows = embed.shape[0]
-    layout = {4**k + 11: "v2", 4**k + 9: "v1"}.get(rows)
+    rows = embed.shape[0] if embed.ndim else None
+    layout = {embedding_rows(k, "v2"): "v2", embedding_rows(k, "v1"): "v1"}.get(rows)
     if layout is None:
         raise CheckpointError(
             f"{params_file}: an embedding of {rows} rows fits no k={k} vocabulary "
-            f"({4**k + 11} for v2, {4**k + 9} for v1)"
+            f"({embedding_rows(k, 'v2')} for v2, {embedding_rows(k, 'v1')} for v1)"
         )
     tokenizer = KmerTokenizer(k, layout=layout, **tokenizer_options)
-    config = _config_from_hyperparams(hyper, rows, str(hyper_file))
+    config = make_config(
+        hyper_file,
+        _JAX_KEYS,
+        **fields,
+        vocab_size=rows,
+        layer_norm_eps=1e-5,
+        pad_token_id=tokenizer.pad_id,
+        mask_token_id=tokenizer.mask_id,
+    )
     describe = lambda name: key_names.get(name) or _published_name(*name)  # noqa: E731
     return build_model(config, arrays, str(params_file), describe, dtype), tokenizer
 

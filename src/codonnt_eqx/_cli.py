@@ -146,7 +146,8 @@ def _embed_command(args: argparse.Namespace) -> None:
 def _pretrain_command(args: argparse.Namespace) -> None:
     import jax
 
-    if args.coordinator or args.num_processes:
+    if args.distributed or args.coordinator or args.num_processes:
+        # No arguments: jax detects SLURM, Open MPI, Kubernetes and TPU pods by itself.
         jax.distributed.initialize(
             coordinator_address=args.coordinator,
             num_processes=args.num_processes,
@@ -336,6 +337,11 @@ def _pretrain_parser(commands) -> None:
     run.add_argument("--checkpoint-every", type=_int_in(1), default=1000)
     run.add_argument("--keep", type=_int_in(1), default=3, help="checkpoints kept")
     run.add_argument("--fsdp", type=_int_in(1), default=1, help="devices sharding parameters")
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-process run: jax.distributed finds the cluster (SLURM, MPI, TPU pods)",
+    )
     run.add_argument("--coordinator", help="jax.distributed coordinator host:port")
     run.add_argument("--num-processes", type=_int_in(1))
     run.add_argument("--process-id", type=_int_in(0))

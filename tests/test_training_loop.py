@@ -177,6 +177,23 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, corpus):
     assert not any((tmp_path / "checkpoints").glob("[0-9]*"))
 
 
+def test_a_failed_save_names_the_last_good_checkpoint(tmp_path, corpus, monkeypatch):
+    from codonnt_eqx.training import TrainingCheckpoints
+
+    original = TrainingCheckpoints.save
+
+    def disk_full_after_first(self, step, state, extra=None):
+        if step > 3:
+            raise OSError(28, "No space left on device")
+        original(self, step, state, extra)
+
+    monkeypatch.setattr(TrainingCheckpoints, "save", disk_full_after_first)
+    with pytest.raises(
+        TrainingError, match="step 6 .*No space left.*last good checkpoint is step 3"
+    ):
+        pretrain(MODEL, TOKENIZER, corpus, tmp_path, RECIPE, progress=False)
+
+
 def test_bad_settings_are_clear_errors(tmp_path, corpus):
     with pytest.raises(ValueError, match="does not divide the batch"):
         RECIPE.replace(micro_batch_size=3)
@@ -226,7 +243,11 @@ def test_two_processes_train_like_one(tmp_path, fasta):
     port = _free_port()
     workers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), "process", fasta, tmp_path / "two", i, 2, port],
+            [
+                sys.executable,
+                str(WORKER),
+                *map(str, ("process", fasta, tmp_path / "two", i, 2, port)),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,12 +1,16 @@
 """Attention kernels: Pallas flash attention (GPU via Triton, TPU via Mosaic, interpret mode on
-CPU) and a plain-JAX reference with identical semantics. Depends on jax alone."""
+CPU), a blocked plain-JAX implementation for CPU, and a plain-JAX reference, all with one
+contract (see `attention`). Depends on jax alone."""
 
 # Imported eagerly: on jax 0.11+ its lazy import during the first interpret-mode call adds a
 # trace-context entry and makes the second call recompile.
 import jax.experimental.pallas.tpu  # noqa: F401
 
+from ._attention import IMPLEMENTATIONS as IMPLEMENTATIONS
+from ._attention import Implementation as Implementation
 from ._attention import attention as attention
 from ._blocked import blocked_attention as blocked_attention
 from ._blocks import BlockSizes as BlockSizes
 from ._flash import flash_attention as flash_attention
+from ._reference import attention_weights as attention_weights
 from ._reference import reference_attention as reference_attention

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import functools
+import typing
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
-from ._blocked import blocked_attention
-from ._flash import flash_attention
-from ._reference import key_padding, reference_attention, zero_padded_keys
+from ._blocked import _blocked_attention
+from ._contract import check_attention_inputs, empty_attention
+from ._flash import _flash_attention, check_head_dim
+from ._masking import key_padding, zero_padded
+from ._reference import _reference_attention
 
 Implementation = Literal["auto", "pallas", "blocked", "reference", "xla", "cudnn"]
-IMPLEMENTATIONS = ("auto", "pallas", "blocked", "reference", "xla", "cudnn")
+# Derived, so that the names are spelled once (the Literal is what type checkers see).
+IMPLEMENTATIONS: tuple[Implementation, ...] = typing.get_args(Implementation)
 
 
-def _dot_product_attention(q, k, v, kv_lengths, *, scale, implementation):
+def _dot_product_attention(q, k, v, kv_lengths, scale: float, implementation) -> jax.Array:
     batch, length = k.shape[:2]
     valid = key_padding(kv_lengths, batch, length)
-    k, v = zero_padded_keys(k, v, valid)
-    lengths = None if kv_lengths is None else jnp.asarray(kv_lengths, jnp.int32)
+    k, v = zero_padded(valid[:, :, None, None], k, v)
     out = jax.nn.dot_product_attention(
-        q, k, v, scale=scale, key_value_seq_lengths=lengths, implementation=implementation
+        q, k, v, scale=scale, key_value_seq_lengths=kv_lengths, implementation=implementation
     )
     # jax.nn gives mean(V) to a query with no valid key; our contract is 0.
     return jnp.where(jnp.any(valid, axis=1)[:, None, None, None], out, jnp.zeros_like(out))
@@ -33,35 +37,56 @@ def attention(
     q: jax.Array,
     k: jax.Array,
     v: jax.Array,
-    kv_lengths: jax.Array | None = None,
+    kv_lengths: ArrayLike | None = None,
     *,
     scale: float | None = None,
     implementation: Implementation = "auto",
 ) -> jax.Array:
-    """Self-attention with key padding through a chosen implementation; same semantics for all.
+    """Self-attention with key padding through a chosen implementation; one contract for all.
 
-    `implementation`: `"pallas"` (`flash_attention`; interpret mode on CPU), `"reference"`
-    (plain JAX, full L x L matrix), `"blocked"` (plain JAX, 256 queries at a time: the fastest
-    on CPU), `"xla"` / `"cudnn"` (`jax.nn.dot_product_attention`), or `"auto"`: the Pallas
-    kernels on GPU and TPU, `"blocked"` on CPU (chosen per compile platform).
-    Shapes and padding semantics as `flash_attention`.
+    **Arguments:**
+
+    - `q, k, v`: [batch, length, heads, head_dim], one shape and one dtype (float32, bfloat16
+      or float16); any size may be 0 (the result is then empty, and so are its gradients).
+    - `kv_lengths`: int [batch]; keys at positions >= `kv_lengths[b]` get zero weight and never
+      reach outputs or gradients, even if they hold NaN. Values outside [0, length] are
+      clipped to it. `None`: no padding.
+    - `scale`: logit scale, a finite number; default 1/sqrt(head_dim).
+    - `implementation`: one of `IMPLEMENTATIONS`: `"pallas"` (`flash_attention`; interpret mode
+      on CPU; head_dim up to 256), `"reference"` (plain JAX, full L x L matrix), `"blocked"`
+      (plain JAX, 256 queries at a time: the fastest on CPU), `"xla"` / `"cudnn"`
+      (`jax.nn.dot_product_attention`; cuDNN needs a CUDA GPU), or `"auto"`: the Pallas
+      kernels on GPU and TPU, `"blocked"` on CPU (chosen per compile platform, so the Pallas
+      head_dim limit of 256 applies to `"auto"` on every platform).
+
+    **Returns:** [batch, length, heads, head_dim] in the dtype of `q`; a query with no valid key
+    gets zeros.
+
+    Inputs are checked here, once, for every implementation: `ValueError` for a wrong shape or
+    an unknown implementation, `TypeError` for a wrong dtype. Only static properties are
+    checked, so this works under `jit`.
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    if implementation in ("pallas", "auto"):
+        # "auto" too, on every platform: under jit every platform's branch is traced, eagerly
+        # only this one's, and an input must not be accepted one way and rejected the other.
+        check_head_dim(q.shape[-1])
+    if q.size == 0:
+        return empty_attention(q)
     if implementation == "pallas":
-        return flash_attention(q, k, v, kv_lengths, scale=scale)
+        return _flash_attention(q, k, v, lengths, scale)
     if implementation == "reference":
-        return reference_attention(q, k, v, kv_lengths, scale=scale)
-    blocked = functools.partial(blocked_attention, scale=scale)
+        return _reference_attention(q, k, v, lengths, scale)
     if implementation == "blocked":
-        return blocked(q, k, v, kv_lengths)
+        return _blocked_attention(q, k, v, lengths, scale)
     if implementation in ("xla", "cudnn"):
-        return _dot_product_attention(
-            q, k, v, kv_lengths, scale=scale, implementation=implementation
-        )
-    if kv_lengths is None:
-        kv_lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
-    pallas = functools.partial(flash_attention, scale=scale)
+        return _dot_product_attention(q, k, v, lengths, scale, implementation)
+    if lengths is None:
+        lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
+    blocked = functools.partial(_blocked_attention, scale=scale)
+    pallas = functools.partial(_flash_attention, scale=scale)
     return lax.platform_dependent(
-        q, k, v, kv_lengths, cpu=blocked, cuda=pallas, rocm=pallas, tpu=pallas
+        q, k, v, lengths, cpu=blocked, cuda=pallas, rocm=pallas, tpu=pallas
     )

@@ -6,6 +6,9 @@ Here `block` queries (all heads) are handled at a time, so each score tile stays
 the backward pass (a custom VJP) recomputes the probabilities tile by tile from the saved
 log-sum-exp, as the flash kernels do, instead of saving them. A vmapped call batches every
 tile, so tiles are kept small. Timings: bench/results/attention_cpu_*.md.
+
+Each query tile goes through the same `masked_softmax` as `attention_weights`, so the two agree
+on every tile by construction.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from ._reference import key_padding, zero_padded_keys
-from ._tiles import MASK_VALUE
+from ._contract import check_attention_inputs, empty_attention
+from ._masking import key_padding, masked_softmax, probabilities_from_lse, zero_padded
 
 
-def _tiles(x, block: int):
+def _query_tiles(x, block: int):
     """[heads, batch, length, dim] -> [blocks, heads, batch, block, dim], zero-padded."""
     heads, batch, length, dim = x.shape
     num = -(-length // block)
@@ -33,28 +37,20 @@ def _untile(x, length: int):
     return x[:, :, :length]
 
 
-def _probabilities(q, k, valid, scale, lse=None):
-    """Scores -> (unnormalised p, lse) for a tile; q [H, B, bq, D], k [H, B, L, D]."""
-    s = jnp.einsum("hbqd,hbkd->hbqk", q, k) * scale
-    mask = valid[None, :, None, :]
-    if lse is None:
-        s = jnp.where(mask, s, MASK_VALUE)
-        m = jnp.max(s, axis=-1, keepdims=True)
-        p = jnp.where(mask, jnp.exp(s - m), 0.0)
-        total = jnp.sum(p, axis=-1, keepdims=True)
-        lse = jnp.where(total == 0.0, -jnp.inf, m + jnp.log(jnp.where(total == 0.0, 1.0, total)))
-        return p / jnp.where(total == 0.0, 1.0, total), lse
-    return jnp.where(mask, jnp.exp(s - lse), 0.0), lse
+def _scores(q, k, scale: float):
+    """q [H, B, bq, D], k [H, B, L, D] -> [H, B, bq, L]."""
+    return jnp.einsum("hbqd,hbkd->hbqk", q, k) * scale
 
 
 def _forward(q, k, v, valid, scale, block):
     length = q.shape[2]
+    mask = valid[None, :, None, :]
 
     def tile(qb):
-        p, lse = _probabilities(qb, k, valid, scale)
+        p, lse = masked_softmax(_scores(qb, k, scale), mask)
         return jnp.einsum("hbqk,hbkd->hbqd", p, v), lse
 
-    out, lse = jax.lax.map(tile, _tiles(q, block))
+    out, lse = jax.lax.map(tile, _query_tiles(q, block))
     return _untile(out, length), _untile(lse, length)
 
 
@@ -71,19 +67,22 @@ def _blocked_fwd(q, k, v, valid, scale, block):
 def _blocked_bwd(scale, block, residuals, do):
     q, k, v, valid, out, lse = residuals
     length = q.shape[2]
+    mask = valid[None, :, None, :]
+    # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.sum(out * do, axis=-1, keepdims=True)
 
     def tile(carry, xs):
+        # Invariant: after a tile, dk and dv hold the contributions of all queries so far.
         dk, dv = carry
         qb, dob, lseb, deltab = xs
-        p, _ = _probabilities(qb, k, valid, scale, lseb)
+        p = probabilities_from_lse(_scores(qb, k, scale), lseb, mask)
         ds = p * (jnp.einsum("hbqd,hbkd->hbqk", dob, v) - deltab)
         dq = jnp.einsum("hbqk,hbkd->hbqd", ds, k) * scale
         dk = dk + jnp.einsum("hbqk,hbqd->hbkd", ds, qb) * scale
         dv = dv + jnp.einsum("hbqk,hbqd->hbkd", p, dob)
         return (dk, dv), dq
 
-    xs = tuple(_tiles(x, block) for x in (q, do, lse, delta))
+    xs = tuple(_query_tiles(x, block) for x in (q, do, lse, delta))
     (dk, dv), dq = jax.lax.scan(tile, (jnp.zeros_like(k), jnp.zeros_like(v)), xs)
     return _untile(dq, length), dk, dv, None
 
@@ -91,13 +90,31 @@ def _blocked_bwd(scale, block, residuals, do):
 _blocked.defvjp(_blocked_fwd, _blocked_bwd)
 
 
-def blocked_attention(q, k, v, kv_lengths=None, *, scale=None, block: int = 256):
-    """`reference_attention` computed `block` queries at a time, with a memory-light backward:
-    same signature, same results (float32 inside), O(batch x heads x block x L) score memory."""
-    batch, length, _, head_dim = q.shape
-    scale = head_dim**-0.5 if scale is None else scale
+def _blocked_attention(q, k, v, kv_lengths, scale: float, block: int = 256) -> jax.Array:
+    """`blocked_attention` on checked, non-empty inputs."""
+    batch, length = q.shape[:2]
     valid = key_padding(kv_lengths, batch, length)
-    k, v = zero_padded_keys(k, v, valid)
+    k, v = zero_padded(valid[:, :, None, None], k, v)
     heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3) for x in (q, k, v)]
     out = _blocked(*heads_major, valid, scale, min(block, length))
     return out.transpose(1, 2, 0, 3).astype(q.dtype)
+
+
+def blocked_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    kv_lengths: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+    block: int = 256,
+) -> jax.Array:
+    """`reference_attention` computed `block` queries at a time, with a memory-light backward:
+    same signature and contract, same results (float32 inside), O(batch x heads x block x L)
+    score memory. `block`: queries per tile, at least 1."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive int, got {block!r}")
+    q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    if q.size == 0:
+        return empty_attention(q)
+    return _blocked_attention(q, k, v, lengths, scale, block)

@@ -34,7 +34,14 @@ class BlockSizes:
         return max(self.block_q, self.block_k, self.block_q_bwd, self.block_k_bwd)
 
 
-# Starting points from the brief (shared/research/PALLAS.md §5.4); tune on the device.
+# Untuned starting points (no GPU or TPU has measured them yet; bench/attention.py is how to).
+# GPU: with 64 x 64 tiles a program's [64, 64] float32 scores and [64, head_dim <= 64]
+# accumulator are 2 x 4096 values, 32 + 32 registers per thread of 4 warps (`num_warps` goes
+# to 8 past head_dim 64), and a short sequence is padded by at most 63 positions; two
+# pipeline stages overlap the next K/V load with this tile's matmuls.
+# TPU: Mosaic lays the last dim of a tile on the 128 lanes, and the key block is the last dim
+# of the score tile; 128 is also the MXU's side, so 128 is the smallest block that leaves
+# neither lanes nor the matrix unit idle.
 DEFAULT_BLOCK_SIZES = {
     "gpu": BlockSizes(block_q=64, block_k=64, block_q_bwd=64, block_k_bwd=64, num_stages=2),
     "tpu": BlockSizes(block_q=128, block_k=128, block_q_bwd=128, block_k_bwd=128),

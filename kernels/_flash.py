@@ -11,12 +11,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
+from jax.typing import ArrayLike
 
 from . import _mosaic_tpu, _triton
 from ._blocks import DEFAULT_BLOCK_SIZES, BlockSizes
+from ._contract import check_attention_inputs, empty_attention
 
 _KERNELS = {"gpu": _triton, "tpu": _mosaic_tpu}
-_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+MAX_HEAD_DIM = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,73 +96,35 @@ def _run(backend: str, interpret, q, k, v, lengths, *, scale, block_sizes, preci
     return out[:, :length, :, :head_dim]
 
 
-def flash_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    kv_lengths: jax.Array | None = None,
+def check_head_dim(head_dim: int) -> None:
+    """The one limit of the Pallas kernels beyond the common contract."""
+    # They pad head_dim to a power of two and keep a [block, head_dim] float32 accumulator per
+    # program; past 256 that no longer fits GPU registers or a sensible share of TPU VMEM.
+    if head_dim > MAX_HEAD_DIM:
+        raise ValueError(
+            f"the Pallas kernels support head_dim up to {MAX_HEAD_DIM}, got {head_dim}; "
+            "use implementation='blocked', 'reference' or 'xla'"
+        )
+
+
+def _flash_attention(
+    q,
+    k,
+    v,
+    lengths,
+    scale: float,
     *,
-    scale: float | None = None,
-    block_sizes: BlockSizes | Mapping[str, BlockSizes] | None = None,
-    precision: Any = None,
-    backend: Literal["gpu", "tpu"] | None = None,
-    interpret: Any = None,
+    block_sizes=None,
+    precision=None,
+    backend=None,
+    interpret=None,
 ) -> jax.Array:
-    """Memory-efficient bidirectional self-attention with key padding (Pallas kernels).
-
-    **Arguments:**
-
-    - `q, k, v`: [batch, length, heads, head_dim], float32, bfloat16 or float16 (accumulation
-      is float32). Any length; head_dim up to 256 (zero-padded to a power of two >= 16).
-    - `kv_lengths`: int [batch]; keys at positions >= `kv_lengths[b]` get zero weight, and
-      whatever they hold (even NaN) never reaches outputs or gradients. `None`: no padding.
-    - `scale`: logit scale, default 1/sqrt(head_dim).
-    - `block_sizes`: `BlockSizes` for the kernels that run (with `backend=None`: the GPU
-      kernels, also used in interpret mode on CPU), or a mapping `{"gpu": ..., "tpu": ...}`;
-      defaults per backend.
-    - `precision`: matmul precision; float32 inputs default to HIGHEST (no TF32).
-    - `backend`: `"gpu"` (Triton) or `"tpu"` (Mosaic); `None` picks by the platform the
-      computation is compiled for, running the GPU kernels in interpret mode on CPU.
-    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`).
-
-    **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
-    gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).
-
-    Differentiable (custom VJP with Pallas backward kernels; not twice); works under `jit`,
-    `vmap` and `jax.checkpoint`; the L x L matrix is never materialised.
-    """
-    if not q.shape == k.shape == v.shape or q.ndim != 4:
-        raise ValueError(
-            "q, k and v must share one shape [batch, length, heads, head_dim], got "
-            f"{q.shape}, {k.shape}, {v.shape}"
-        )
-    if not q.dtype == k.dtype == v.dtype or q.dtype not in _DTYPES:
-        raise ValueError(
-            f"q, k, v must share a float32/bfloat16/float16 dtype, got "
-            f"{q.dtype}, {k.dtype}, {v.dtype}"
-        )
-    batch, length, _, head_dim = q.shape
-    if not 1 <= head_dim <= 256:
-        raise ValueError(f"head_dim must be in 1..256, got {head_dim}")
-    if backend not in (None, "gpu", "tpu"):
-        raise ValueError(f"backend must be None, 'gpu' or 'tpu', got {backend!r}")
-    if kv_lengths is None:
-        lengths = jnp.full((batch,), length, jnp.int32)
-    else:
-        lengths = jnp.asarray(kv_lengths)
-        if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise ValueError(
-                f"kv_lengths must be int [{batch}], got {lengths.dtype}{lengths.shape}"
-            )
-        lengths = jnp.clip(lengths, 0, length).astype(jnp.int32)
+    """`flash_attention` on checked, non-empty inputs."""
+    if lengths is None:
+        lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
     if isinstance(block_sizes, BlockSizes):
         block_sizes = {backend or "gpu": block_sizes}
-    run = functools.partial(
-        _run,
-        scale=head_dim**-0.5 if scale is None else float(scale),
-        block_sizes=block_sizes or {},
-        precision=precision,
-    )
+    run = functools.partial(_run, scale=scale, block_sizes=block_sizes or {}, precision=precision)
     if backend is not None:
         if interpret is None:
             interpret = jax.default_backend() == "cpu"
@@ -175,4 +139,62 @@ def flash_attention(
         cuda=functools.partial(run, "gpu", compiled),
         rocm=functools.partial(run, "gpu", compiled),
         tpu=functools.partial(run, "tpu", compiled),
+    )
+
+
+def flash_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    kv_lengths: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+    block_sizes: BlockSizes | Mapping[str, BlockSizes] | None = None,
+    precision: Any = None,
+    backend: Literal["gpu", "tpu"] | None = None,
+    interpret: Any = None,
+) -> jax.Array:
+    """Memory-efficient bidirectional self-attention with key padding (Pallas kernels).
+
+    **Arguments:**
+
+    - `q, k, v`: [batch, length, heads, head_dim], one dtype: float32, bfloat16 or float16
+      (accumulation is float32). Any length, 0 included; head_dim 1..256 (zero-padded to a
+      power of two >= 16).
+    - `kv_lengths`: int [batch]; keys at positions >= `kv_lengths[b]` get zero weight, and
+      whatever they hold (even NaN) never reaches outputs or gradients. Clipped to
+      [0, length]. `None`: no padding.
+    - `scale`: logit scale, a finite number; default 1/sqrt(head_dim).
+    - `block_sizes`: `BlockSizes` for the kernels that run (with `backend=None`: the GPU
+      kernels, also used in interpret mode on CPU), or a mapping `{"gpu": ..., "tpu": ...}`;
+      defaults per backend.
+    - `precision`: matmul precision; float32 inputs default to HIGHEST (no TF32).
+    - `backend`: `"gpu"` (Triton) or `"tpu"` (Mosaic); `None` picks by the platform the
+      computation is compiled for, running the GPU kernels in interpret mode on CPU.
+    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`).
+
+    **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
+    gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).
+
+    Inputs are checked as for every implementation (`attention`): `ValueError` for shapes,
+    `TypeError` for dtypes. Differentiable (custom VJP with Pallas backward kernels; not
+    twice); works under `jit`, `vmap` and `jax.checkpoint`; the L x L matrix is never
+    materialised.
+    """
+    q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    check_head_dim(q.shape[-1])
+    if backend not in (None, "gpu", "tpu"):
+        raise ValueError(f"backend must be None, 'gpu' or 'tpu', got {backend!r}")
+    if q.size == 0:
+        return empty_attention(q)
+    return _flash_attention(
+        q,
+        k,
+        v,
+        lengths,
+        scale,
+        block_sizes=block_sizes,
+        precision=precision,
+        backend=backend,
+        interpret=interpret,
     )

@@ -123,7 +123,7 @@ def _dq_kernel(
     @pl.when(start < kv_len)
     def _():
         valid = key_validity(start, block_k, kv_len)
-        ds, _, k, _ = backward_tile(
+        ds, _, k = backward_tile(
             q_ref[...],
             k_ref[...],
             v_ref[...],
@@ -171,7 +171,7 @@ def _dkdv_kernel(
     def _():
         valid = key_validity(start, block_k, kv_len)
         q, do = q_ref[...], do_ref[...]
-        ds, p, _, _ = backward_tile(
+        ds, p, _ = backward_tile(
             q, k_ref[...], v_ref[...], do, lse_ref[...], delta_ref[...], valid, scale, precision
         )
         dv_scr[...] += dot_tn(p.astype(do.dtype), do, precision)

@@ -1,29 +1,70 @@
-"""Plain-JAX attention with the kernels' exact semantics: the CPU fallback and test oracle."""
+"""Plain-JAX attention with the kernels' exact semantics: the attention weights (for the model's
+attention maps), and the reference attention built on them (CPU fallback and test oracle)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from ._tiles import MASK_VALUE
-
-
-def key_padding(kv_lengths: jax.Array | None, batch: int, length: int) -> jax.Array:
-    """bool [batch, length]: True for real keys. `None` means no padding."""
-    if kv_lengths is None:
-        return jnp.ones((batch, length), bool)
-    return jnp.arange(length)[None, :] < jnp.asarray(kv_lengths).reshape(batch, 1)
+from ._contract import check_attention_inputs, check_weights_inputs, empty_attention
+from ._masking import key_padding, masked_softmax, zero_padded
 
 
-def zero_padded_keys(k: jax.Array, v: jax.Array, valid: jax.Array):
-    """Zero key/value rows at padding: whatever they hold (even NaN) must not reach outputs or
-    gradients, and 0 * NaN = NaN."""
-    rows = valid[:, :, None, None]
-    return jnp.where(rows, k, jnp.zeros_like(k)), jnp.where(rows, v, jnp.zeros_like(v))
+def _weights(q, k, valid, scale: float) -> jax.Array:
+    """float32 [batch, heads, q_len, k_len]; `valid` bool [batch, k_len]."""
+    (k,) = zero_padded(valid[:, :, None, None], k)
+    f32 = jnp.float32
+    s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(f32), k.astype(f32)) * scale
+    return masked_softmax(s, valid[:, None, None, :])[0]
 
 
-def reference_attention(q, k, v, kv_lengths=None, *, scale=None):
-    """Bidirectional attention with key padding, computed in float32 with the full L x L matrix.
+def attention_weights(
+    q: jax.Array,
+    k: jax.Array,
+    kv_lengths: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+) -> jax.Array:
+    """Softmax attention weights with key padding, in float32.
+
+    **Arguments:**
+
+    - `q`: [batch, q_len, heads, head_dim]; `k`: [batch, k_len, heads, head_dim], the same
+      float32/bfloat16/float16 dtype.
+    - `kv_lengths`: int [batch]; keys at positions >= `kv_lengths[b]` get exactly zero weight,
+      whatever they hold (even NaN or inf). Clipped to [0, k_len]. `None`: no padding.
+    - `scale`: logit scale, default 1/sqrt(head_dim).
+
+    **Returns:** float32 [batch, heads, q_len, k_len]: each row sums to 1 over the valid keys;
+    a query with no valid key gets an all-zero row.
+
+    ```python
+    w = attention_weights(q, k, jnp.array([5]))  # w[0, h, i, 5:] == 0
+    ```
+    """
+    q, k, lengths, scale = check_weights_inputs(q, k, kv_lengths, scale)
+    return _weights(q, k, key_padding(lengths, k.shape[0], k.shape[1]), scale)
+
+
+def _reference_attention(q, k, v, kv_lengths, scale: float) -> jax.Array:
+    """`reference_attention` on checked inputs."""
+    valid = key_padding(kv_lengths, k.shape[0], k.shape[1])
+    (v,) = zero_padded(valid[:, :, None, None], v)
+    p = _weights(q, k, valid, scale)
+    return jnp.einsum("bhqk,bkhd->bqhd", p, v.astype(jnp.float32)).astype(q.dtype)
+
+
+def reference_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    kv_lengths: ArrayLike | None = None,
+    *,
+    scale: float | None = None,
+) -> jax.Array:
+    """Bidirectional attention with key padding: `attention_weights` applied to `v`, computed
+    in float32 with the full L x L matrix.
 
     **Arguments:** as `flash_attention`: `q, k, v` [batch, length, heads, head_dim],
     `kv_lengths` int [batch] (keys at positions >= length get zero weight), `scale`
@@ -32,15 +73,7 @@ def reference_attention(q, k, v, kv_lengths=None, *, scale=None):
     **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query whose keys are all
     padding gets zeros (and zero gradients).
     """
-    batch, length, _, head_dim = k.shape
-    scale = head_dim**-0.5 if scale is None else scale
-    valid = key_padding(kv_lengths, batch, length)
-    k, v = zero_padded_keys(k, v, valid)
-    f32 = jnp.float32
-    s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(f32), k.astype(f32)) * scale
-    mask = valid[:, None, None, :]
-    s = jnp.where(mask, s, MASK_VALUE)
-    p = jnp.where(mask, jnp.exp(s - jnp.max(s, axis=-1, keepdims=True)), 0.0)
-    total = jnp.sum(p, axis=-1, keepdims=True)
-    p = p / jnp.where(total == 0.0, 1.0, total)
-    return jnp.einsum("bhqk,bkhd->bqhd", p, v.astype(f32)).astype(q.dtype)
+    q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    if q.size == 0:
+        return empty_attention(q)
+    return _reference_attention(q, k, v, lengths, scale)

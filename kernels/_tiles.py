@@ -3,18 +3,20 @@
 Conventions: a query tile is [block_q, D], a key/value tile [block_k, D]; row statistics are
 kept as [block_q, 1] so the same code lowers on Triton and Mosaic TPU (which dislikes 1-D
 vectors). Scores and statistics are float32 whatever the input dtype.
+
+The padding rule is `_masking`'s (zeroed key/value rows, masked scores, zeroed masked
+probabilities); `forward_update` is `masked_softmax` in streaming form (a running max and sum
+over key tiles instead of one pass over all keys), and `backward_tile` rebuilds its
+probabilities with `probabilities_from_lse`.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-# Finite, so that max() over a fully masked tile stays finite and exp() of differences is 0/1
-# rather than NaN; masked probabilities are zeroed explicitly, never by this value alone.
-MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+from ._masking import MASK_VALUE, probabilities_from_lse, zero_padded
 
 
 def dot_nt(a: jax.Array, b: jax.Array, precision) -> jax.Array:
@@ -46,11 +48,6 @@ def key_validity(start, block_k: int, kv_len) -> tuple[jax.Array, jax.Array]:
     return cols, rows
 
 
-def zero_invalid_rows(k: jax.Array, v: jax.Array, rows: jax.Array):
-    """Zero key/value rows past the length: they may hold NaN, and 0 * NaN = NaN."""
-    return jnp.where(rows, k, jnp.zeros_like(k)), jnp.where(rows, v, jnp.zeros_like(v))
-
-
 def forward_init(block_q: int, head_dim: int):
     m = jnp.full((block_q, 1), MASK_VALUE, jnp.float32)
     l = jnp.zeros((block_q, 1), jnp.float32)
@@ -68,7 +65,7 @@ def forward_update(state, q, k, v, valid, scale: float, precision):
     m, l, acc = state
     if valid is not None:
         valid, rows = valid
-        k, v = zero_invalid_rows(k, v, rows)
+        k, v = zero_padded(rows, k, v)
     s = dot_nt(q, k, precision) * scale
     if valid is not None:
         s = jnp.where(valid, s, MASK_VALUE)
@@ -93,18 +90,16 @@ def forward_finalize(state):
 
 
 def backward_tile(q, k, v, do, lse, delta, valid, scale: float, precision):
-    """(dS [block_q, block_k] f32, P [block_q, block_k] f32) of one tile.
+    """(dS, P, K) of one tile: dS and P float32 [block_q, block_k], K the key tile with its
+    invalid rows zeroed (as dQ needs it).
 
     With them: dV += P^T dO, dK += scale * dS^T Q, dQ += scale * dS K. P is recomputed from
-    the saved lse and zeroed where keys are invalid (rows with lse = -inf have no valid key).
+    the saved lse by `probabilities_from_lse`, the same rule as the blocked backward.
     """
     if valid is not None:
         valid, rows = valid
-        k, v = zero_invalid_rows(k, v, rows)
-    s = dot_nt(q, k, precision) * scale
-    p = jnp.exp(s - lse)
-    if valid is not None:
-        p = jnp.where(valid, p, 0.0)
+        k, v = zero_padded(rows, k, v)
+    p = probabilities_from_lse(dot_nt(q, k, precision) * scale, lse, valid)
     dp = dot_nt(do, v, precision)
     ds = p * (dp - delta)
-    return ds, p, k, v  # k, v with invalid rows zeroed, for dQ
+    return ds, p, k

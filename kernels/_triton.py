@@ -121,7 +121,7 @@ def _dq_kernel(
     def body(start, valid, dq):
         k = k_ref[pl.ds(start, block_k), :]
         v = v_ref[pl.ds(start, block_k), :]
-        ds, _, k, _ = backward_tile(q, k, v, do, lse, delta, valid, scale, precision)
+        ds, _, k = backward_tile(q, k, v, do, lse, delta, valid, scale, precision)
         return dq + dot_nn(ds.astype(k.dtype), k, precision)
 
     dq = _key_tiles(len_ref[0], block_k, body, jnp.zeros(q.shape, jnp.float32))
@@ -153,7 +153,7 @@ def _dkdv_kernel(
         dk, dv = carry
         rows = pl.ds(i * block_q, block_q)
         q, do = q_ref[rows, :], do_ref[rows, :]
-        ds, p, _, _ = backward_tile(
+        ds, p, _ = backward_tile(
             q, k, v, do, lse_ref[rows, :], delta_ref[rows, :], valid, scale, precision
         )
         dv = dv + dot_tn(p.astype(do.dtype), do, precision)

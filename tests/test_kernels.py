@@ -5,17 +5,31 @@ Tolerances, relative to the largest magnitude of the expected array: float32 2e-
 – P and dS cast to the input dtype for the matmuls – is measured).
 """
 
+import inspect
+import typing
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from codonnt_eqx.kernels import BlockSizes, attention, flash_attention, reference_attention
+from codonnt_eqx.kernels import (
+    IMPLEMENTATIONS,
+    BlockSizes,
+    Implementation,
+    attention,
+    attention_weights,
+    blocked_attention,
+    flash_attention,
+    reference_attention,
+)
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 TOLERANCE = {jnp.float32: 2e-5, jnp.float16: 5e-3, jnp.bfloat16: 3e-2}
 SMALL_BLOCKS = BlockSizes(block_q=16, block_k=32, block_q_bwd=32, block_k_bwd=16)
 SHAPES = [(1, 1, 1, 16), (2, 37, 2, 32), (3, 130, 2, 64), (1, 300, 1, 32)]
+# Everything behind `attention` that runs on CPU ("pallas" in interpret mode, "auto" = blocked).
+CPU_IMPLEMENTATIONS = ["auto", "pallas", "blocked", "reference", "xla"]
 
 
 def oracle(q, k, v, lengths, do, scale):
@@ -46,8 +60,8 @@ def random_inputs(seed, shape, dtype):
 def assert_close(actual, expected, dtype, what):
     actual = np.asarray(actual, np.float64)
     assert np.all(np.isfinite(actual)), f"{what}: non-finite values"
-    err = np.max(np.abs(actual - expected)) if actual.size else 0.0
-    bound = TOLERANCE[dtype] * max(1.0, np.max(np.abs(expected)))
+    err = np.max(np.abs(actual - expected), initial=0.0)
+    bound = TOLERANCE[dtype] * np.max(np.abs(expected), initial=1.0)
     assert err <= bound, f"{what}: max error {err:.3g} > {bound:.3g}"
 
 
@@ -61,7 +75,7 @@ def check_against_oracle(fn, q, k, v, do, lengths, dtype):
     expected = oracle(q, k, v, lengths, do, scale)
     actual = value_and_grads(fn, q, k, v, do)
     for name, a, e in zip(("out", "dq", "dk", "dv"), actual, expected, strict=True):
-        assert a.dtype == dtype
+        assert a.dtype == dtype and a.shape == e.shape, (name, a.dtype, a.shape)
         assert_close(a, e, dtype, name)
 
 
@@ -173,20 +187,18 @@ def test_every_implementation_agrees(impl):
     check_against_oracle(fn, q, k, v, do, lengths, jnp.float32)
 
 
-def test_bad_arguments_are_rejected():
+def test_flash_specific_arguments_are_rejected():
     x = jnp.zeros((1, 8, 2, 16))
-    with pytest.raises(ValueError, match="share one shape"):
-        flash_attention(x, x[:, :4], x)
-    with pytest.raises(ValueError, match="dtype"):
-        flash_attention(x.astype(jnp.int32), x.astype(jnp.int32), x.astype(jnp.int32))
-    with pytest.raises(ValueError, match="kv_lengths"):
-        flash_attention(x, x, x, jnp.array([1, 2]))
     with pytest.raises(ValueError, match="powers of two"):
         flash_attention(x, x, x, block_sizes=BlockSizes(block_q=48))
     with pytest.raises(ValueError, match="multiples of 128"):
         flash_attention(x, x, x, backend="tpu", block_sizes=BlockSizes())
-    with pytest.raises((ValueError, TypeError), match="implementation"):  # TypeError: beartype
-        attention(x, x, x, implementation="fast")
+    wide = jnp.zeros((1, 8, 2, 257))
+    auto = lambda *a: attention(*a, implementation="auto")  # noqa: E731
+    for fn in (flash_attention, auto, jax.jit(flash_attention), jax.jit(auto)):
+        with pytest.raises(ValueError, match="head_dim up to 256"):
+            fn(wide, wide, wide)  # "auto" too, on CPU, eagerly and under jit alike
+    np.testing.assert_array_equal(attention(wide, wide, wide, implementation="blocked"), 0.0)
 
 
 def _lower_for(platform: str, device):
@@ -221,3 +233,215 @@ def test_blocked_attention_over_several_query_blocks():
     lengths = jnp.array([300, 129])
     fn = lambda q, k, v: blocked_attention(q, k, v, lengths, block=64)  # noqa: E731
     check_against_oracle(fn, q, k, v, do, lengths, jnp.float32)
+
+
+# --- One contract for every implementation -------------------------------------------------
+
+
+def clipped(lengths, length):
+    return np.clip(np.asarray(lengths), 0, length)
+
+
+def check_any_shape(impl, batch, length, heads, head_dim, lengths, seed):
+    q, k, v, do = random_inputs(seed, (batch, length, heads, head_dim), jnp.float32)
+    n = jnp.asarray(lengths, jnp.int32)
+    fn = lambda q, k, v: attention(q, k, v, n, implementation=impl)  # noqa: E731
+    expected = oracle(q, k, v, clipped(lengths, length), do, head_dim**-0.5)
+    actual = value_and_grads(fn, q, k, v, do)
+    for name, a, e in zip(("out", "dq", "dk", "dv"), actual, expected, strict=True):
+        assert a.shape == e.shape and a.dtype == jnp.float32, (name, a.shape, a.dtype)
+        assert_close(a, e, jnp.float32, name)
+
+
+@st.composite
+def shapes_and_lengths(draw, max_length=70):
+    """Any batch (0 included), length, heads and head_dim (not only powers of two), and key
+    lengths that may fall outside [0, length] (they are clipped)."""
+    batch = draw(st.integers(0, 2))
+    length = draw(st.integers(0, max_length))
+    heads = draw(st.integers(0, 3))
+    head_dim = draw(st.sampled_from([1, 3, 8, 16, 20, 33]))
+    lengths = draw(st.lists(st.integers(-2, length + 2), min_size=batch, max_size=batch))
+    return batch, length, heads, head_dim, lengths
+
+
+EMPTY_CASES = [
+    (0, 5, 2, 8, []),  # no batch
+    (2, 0, 2, 8, [0, 0]),  # no tokens
+    (2, 5, 0, 8, [5, 2]),  # no heads
+    (0, 0, 0, 3, []),
+]
+
+
+@pytest.mark.parametrize("impl", ["auto", "blocked", "reference", "xla"])
+@settings(max_examples=25)
+@given(case=shapes_and_lengths(), seed=st.integers(0, 2**16))
+@example(case=EMPTY_CASES[0], seed=0)
+@example(case=EMPTY_CASES[1], seed=0)
+@example(case=EMPTY_CASES[2], seed=0)
+@example(case=(2, 70, 3, 33, [-1, 71]), seed=0)
+def test_plain_jax_implementations_take_any_shape_including_empty(impl, case, seed):
+    check_any_shape(impl, *case, seed)
+
+
+@settings(max_examples=10)
+@given(case=shapes_and_lengths(), seed=st.integers(0, 2**16))
+@example(case=EMPTY_CASES[0], seed=0)
+@example(case=EMPTY_CASES[1], seed=0)
+@example(case=EMPTY_CASES[2], seed=0)
+@example(case=(2, 70, 1, 20, [70, -3]), seed=0)
+def test_pallas_takes_any_shape_including_empty(case, seed):
+    check_any_shape("pallas", *case, seed)
+
+
+@pytest.mark.parametrize("case", EMPTY_CASES)
+@pytest.mark.parametrize(
+    "fn", [flash_attention, blocked_attention, reference_attention], ids=lambda f: f.__name__
+)
+def test_public_functions_give_empty_outputs_and_gradients(fn, case):
+    batch, length, heads, head_dim, lengths = case
+    q, k, v, do = random_inputs(0, (batch, length, heads, head_dim), jnp.bfloat16)
+    n = jnp.asarray(lengths, jnp.int32)
+    for x in value_and_grads(jax.jit(lambda q, k, v: fn(q, k, v, n)), q, k, v, do):
+        assert x.shape == q.shape and x.dtype == jnp.bfloat16
+
+
+def numpy_weights(q, k, lengths, scale):
+    """Float64 softmax over each batch's first lengths[b] keys; no code shared with kernels/."""
+    q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    batch, q_len, heads, _ = q.shape
+    out = np.zeros((batch, heads, q_len, k.shape[1]))
+    for b, n in enumerate(lengths):
+        if n == 0:
+            continue
+        s = np.einsum("qhd,khd->hqk", q[b], k[b, :n]) * scale
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        out[b, :, :, :n] = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+@settings(max_examples=30)
+@given(
+    batch=st.integers(0, 2),
+    q_len=st.integers(0, 12),
+    k_len=st.integers(0, 12),
+    heads=st.integers(1, 2),
+    head_dim=st.sampled_from([1, 5, 16]),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+    scale=st.one_of(st.none(), st.floats(-2.0, 2.0)),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_attention_weights_match_float64_softmax_and_ignore_padded_keys(
+    batch, q_len, k_len, heads, head_dim, dtype, scale, seed, data
+):
+    lengths = data.draw(st.lists(st.integers(-1, k_len + 1), min_size=batch, max_size=batch))
+    rng = np.random.default_rng(seed)
+    q = jnp.asarray(rng.normal(size=(batch, q_len, heads, head_dim)), dtype)
+    k = jnp.asarray(rng.normal(size=(batch, k_len, heads, head_dim)), dtype)
+    n = clipped(lengths, k_len)
+    for b, nb in enumerate(n):  # garbage where the keys are padding
+        k = k.at[b, nb:].set(jnp.nan if b % 2 else jnp.inf)
+    w = attention_weights(q, k, jnp.asarray(lengths, jnp.int32), scale=scale)
+
+    assert w.shape == (batch, heads, q_len, k_len) and w.dtype == jnp.float32
+    expected = numpy_weights(q, k, n, head_dim**-0.5 if scale is None else scale)
+    np.testing.assert_allclose(np.asarray(w), expected, rtol=0, atol=2e-6)
+    for b, nb in enumerate(n):
+        assert (w[b, :, :, nb:] == 0).all()  # exactly, not approximately
+        np.testing.assert_allclose(w[b].sum(-1), 1.0 if nb > 0 else 0.0, atol=1e-6)
+
+
+def test_attention_weights_gradients_never_see_padded_keys():
+    q, k, _, _ = random_inputs(11, (2, 9, 2, 8), jnp.float32)
+    lengths = jnp.array([4, 0])
+    k = k.at[0, 4:].set(jnp.nan).at[1].set(-jnp.inf)
+    cotangent = jax.random.normal(jax.random.key(0), (2, 2, 9, 9))
+    dq, dk = jax.grad(
+        lambda q, k: jnp.sum(attention_weights(q, k, lengths) * cotangent), argnums=(0, 1)
+    )(q, k)
+    assert np.isfinite(dq).all() and np.isfinite(dk).all()
+    assert (dk[0, 4:] == 0).all() and (dk[1] == 0).all() and (dq[1] == 0).all()
+
+
+def test_reference_attention_is_attention_weights_applied_to_values():
+    q, k, v, _ = random_inputs(12, (2, 30, 3, 8), jnp.bfloat16)
+    lengths = jnp.array([30, 7])
+    w = attention_weights(q, k, lengths)
+    v = v.at[1, 7:].set(jnp.nan)
+    expected = np.einsum("bhqk,bkhd->bqhd", w, np.nan_to_num(np.asarray(v, np.float32)))
+    actual = reference_attention(q, k, v, lengths)
+    np.testing.assert_allclose(np.asarray(actual, np.float32), expected, rtol=1e-2, atol=1e-2)
+
+
+# Every way in, by name: the implementations behind `attention` (cudnn too: inputs are checked
+# before any implementation runs) and the public functions called directly.
+ENTRY_POINTS = {
+    **{
+        name: lambda *a, name=name, **kw: attention(*a, implementation=name, **kw)
+        for name in IMPLEMENTATIONS
+    },
+    "flash_attention": flash_attention,
+    "blocked_attention": blocked_attention,
+    "reference_attention": reference_attention,
+}
+X = jnp.zeros((2, 8, 2, 16))
+BAD_INPUTS = {
+    "q and k lengths differ": ((X, X[:, :5], X[:, :5]), {}, ValueError, "share one shape"),
+    "k and v lengths differ": ((X, X, X[:, :5]), {}, ValueError, "share one shape"),
+    "3-D inputs": ((X[0], X[0], X[0]), {}, ValueError, "share one shape"),
+    "head_dim 0": ((X[..., :0],) * 3, {}, ValueError, "head_dim"),
+    "int inputs": ((X.astype(jnp.int32),) * 3, {}, TypeError, "dtype"),
+    "mixed dtypes": ((X, X.astype(jnp.bfloat16), X), {}, TypeError, "dtype"),
+    "float kv_lengths": ((X, X, X, jnp.array([3.0, 8.0])), {}, TypeError, "kv_lengths"),
+    "bool kv_lengths": ((X, X, X, jnp.array([True, False])), {}, TypeError, "kv_lengths"),
+    "kv_lengths [batch + 1]": ((X, X, X, jnp.array([1, 2, 3])), {}, ValueError, "kv_lengths"),
+    "kv_lengths [batch, 1]": ((X, X, X, jnp.array([[1], [2]])), {}, ValueError, "kv_lengths"),
+    "NaN scale": ((X, X, X), {"scale": float("nan")}, ValueError, "scale"),
+    "infinite scale": ((X, X, X), {"scale": float("inf")}, ValueError, "scale"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=str)
+@pytest.mark.parametrize("entry", ENTRY_POINTS, ids=str)
+def test_every_implementation_rejects_the_same_inputs_with_the_same_error(entry, bad):
+    args, kwargs, error, match = BAD_INPUTS[bad]
+    with pytest.raises(error, match=match):
+        ENTRY_POINTS[entry](*args, **kwargs)
+
+
+@pytest.mark.parametrize("entry", ["auto", "pallas", "xla", "reference_attention"])
+def test_inputs_are_checked_under_jit_with_traced_lengths(entry):
+    fn = jax.jit(lambda n: ENTRY_POINTS[entry](X, X, X, n))
+    with pytest.raises(TypeError, match="kv_lengths"):
+        fn(jnp.array([3.0, 8.0]))
+    with pytest.raises(ValueError, match="kv_lengths"):
+        fn(jnp.array([3, 8, 1]))
+    np.testing.assert_array_equal(fn(jnp.array([3, 8])), 0.0)  # valid ones still run
+
+
+def test_attention_weights_rejects_what_attention_rejects():
+    with pytest.raises(ValueError, match="head_dim"):
+        attention_weights(X, X[..., :8])
+    with pytest.raises(TypeError, match="dtype"):
+        attention_weights(X.astype(jnp.int32), X.astype(jnp.int32))
+    with pytest.raises(TypeError, match="kv_lengths"):
+        attention_weights(X, X, jnp.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="kv_lengths"):
+        attention_weights(X, X, jnp.array([1]))
+
+
+def test_unknown_implementation_is_a_value_error_listing_the_names():
+    # Unwrapped: the test run's beartype hook would reject the Literal first, with a TypeError;
+    # this is the check users get.
+    with pytest.raises(ValueError, match="implementation must be one of") as info:
+        inspect.unwrap(attention)(X, X, X, implementation="fast")
+    assert all(repr(name) in str(info.value) for name in IMPLEMENTATIONS)
+
+
+def test_implementation_names_are_public_and_spelled_once():
+    assert IMPLEMENTATIONS == typing.get_args(Implementation)
+    assert set(IMPLEMENTATIONS) == {"auto", "pallas", "blocked", "reference", "xla", "cudnn"}
+    empty = jnp.zeros((0, 4, 2, 8))
+    for name in IMPLEMENTATIONS:  # each is accepted (empty inputs run nowhere, cudnn included)
+        assert attention(empty, empty, empty, implementation=name).shape == empty.shape

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, preset
-from helpers import TOKENIZERS, V1, V2, V2_RESCALED, perturbed_model, token_batch
+from helpers import V1, V2, V2_RESCALED, perturbed_model, token_batch
 
 # ---- the NumPy reference ----------------------------------------------------------------------
 
@@ -71,7 +71,7 @@ def np_forward(model, tokens):
         x = x + np.asarray(model.position_embed, np.float64)[pos]
     if c.emb_layer_norm_before:
         x = np_layer_norm(x, model.emb_layer_norm_before, eps)
-    hidden = [x]
+    hidden, weights = [x], []
     blocks = model.blocks
     h_, d_ = c.num_heads, c.head_dim
     for i in range(c.num_layers):
@@ -87,6 +87,7 @@ def np_forward(model, tokens):
         s = np.where(valid[None, None, :], s, -np.inf)
         p = np.exp(s - s.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
+        weights.append(p)
         o = np.einsum("hqk,khd->qhd", p, v).reshape(len(tokens), h_ * d_)
         x = x + np_linear(o, att.output, i)
         h = np_linear(np_layer_norm_i(x, blocks.ffn_norm, i, eps), blocks.ffn.fc1, i)
@@ -104,7 +105,7 @@ def np_forward(model, tokens):
         np_layer_norm(np_gelu(np_linear(emb, head.dense)), head.norm, eps), head.decoder
     )
     logits[is_pad] = 0.0
-    return logits, emb, hidden
+    return logits, emb, hidden, weights
 
 
 def assert_close(actual, expected, rtol):
@@ -116,13 +117,24 @@ def assert_close(actual, expected, rtol):
 # ---- tests --------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def without_runtime_typechecks():
+    """The tests type-check every call with beartype; users do not. Checks that users rely on
+    must hold without it, so switch it off for one test."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)
+
+
 @pytest.mark.parametrize("config", [V2, V2_RESCALED, V1], ids=["v2", "v2-rescaled", "v1"])
 def test_forward_matches_numpy_reference(config):
     model = perturbed_model(config)
     tokens = token_batch(config)
     out = jax.jit(jax.vmap(lambda t: model(t, hidden_states=True, attention="reference")))(tokens)
     for b, row in enumerate(tokens):
-        logits, emb, hidden = np_forward(model, row)
+        logits, emb, hidden, _ = np_forward(model, row)
         valid = row != config.pad_token_id
         assert_close(out.logits[b], logits, 1e-5)
         assert_close(out.embeddings[b][valid], emb[valid], 1e-5)
@@ -142,18 +154,37 @@ def test_attention_implementations_agree(implementation):
     assert_close(out.logits, np.asarray(ref.logits, np.float64), 1e-5)
 
 
-def test_attention_maps_are_softmax_weights_over_real_keys():
-    model = perturbed_model(V2, seed=4)
-    tokens = token_batch(V2, seed=4, lengths=(20, 9))
-    out = jax.vmap(lambda t: model(t, attention_maps=[(1, 2), (0, 3)]))(tokens)
-    assert set(out.attention_maps) == {(1, 2), (0, 3)}
+@pytest.mark.parametrize("config", [V2_RESCALED, V1], ids=["v2-rescaled", "v1"])
+@pytest.mark.parametrize("attention", ["blocked", "pallas"])
+def test_attention_maps_match_numpy_and_leave_the_forward_pass_alone(config, attention):
+    model = perturbed_model(config, seed=4)
+    tokens = token_batch(config, seed=4, lengths=(20, 9))
+    asked = [(1, 2), (0, 3), (1, 0)]
+    run = jax.jit(
+        jax.vmap(
+            lambda t, maps: model(t, attention=attention, attention_maps=maps), in_axes=(0, None)
+        ),
+        static_argnums=1,
+    )
+    with_maps, without = run(tokens, tuple(asked)), run(tokens, ())
+    # The maps are extra outputs: the forward pass is the `attention` one, bit for bit.
+    np.testing.assert_array_equal(with_maps.logits, without.logits)
+    assert set(with_maps.attention_maps) == set(asked)
     for b, row in enumerate(tokens):
-        valid = row != V2.pad_token_id
-        w = np.asarray(out.attention_maps[(1, 2)][b])
-        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
-        assert (w[:, ~valid] == 0).all()
-    with pytest.raises(ValueError, match="outside"):
-        model(jnp.asarray(tokens[0]), attention_maps=[(2, 0)])
+        valid = row != config.pad_token_id
+        weights = np_forward(model, row)[3]
+        for layer, head in asked:
+            got = np.asarray(with_maps.attention_maps[(layer, head)][b])
+            assert_close(got[valid], weights[layer][head][valid], 1e-5)
+            assert (got[:, ~valid] == 0).all()
+
+
+def test_bad_attention_map_requests_are_rejected(without_runtime_typechecks):
+    model = perturbed_model(V2)
+    tokens = jnp.asarray(token_batch(V2)[0])
+    for bad in ([(2, 0)], [(0, 4)], [(-1, 0)], [(0.5, 1)], [(0, 1, 2)], [0]):
+        with pytest.raises(ValueError, match="outside|pairs"):
+            model(tokens, attention_maps=bad)
 
 
 @given(
@@ -307,17 +338,6 @@ def test_a_new_tokenization_plugs_in_without_touching_the_model():
 
 
 # ---- bad input never gives a silent wrong answer -------------------------------------------
-
-
-@pytest.fixture
-def without_runtime_typechecks():
-    """The tests type-check every call with beartype; users do not. Checks that users rely on
-    must hold without it, so switch it off for one test."""
-    import jaxtyping
-
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", False)
 
 
 @given(bad=st.one_of(st.integers(75, 10_000), st.integers(-10_000, -1)), where=st.integers(0, 7))

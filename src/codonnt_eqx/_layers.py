@@ -11,8 +11,11 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._config import ModelConfig
+from .kernels import Implementation, attention_weights
 from .kernels import attention as attention_kernel
-from .kernels._attention import Implementation
+
+# cos and sin tables [length, head_dim] of the rotary embedding.
+Rotary = tuple[Float[Array, "length head_dim"], Float[Array, "length head_dim"]]
 
 # Haiku's TruncatedNormal divides by this so that the truncated draw has the asked stddev.
 _TRUNCATED_STD = 0.87962566103423978
@@ -108,44 +111,42 @@ class SelfAttention(eqx.Module):
         self.output = Linear(h * k, d, True, key=ko)
         self.num_heads, self.head_dim = h, k
 
-    def __call__(
-        self,
-        x: Float[Array, "length embed"],
-        num_valid: Int[Array, ""],
-        rotary: tuple[Float[Array, "length head_dim"], Float[Array, "length head_dim"]] | None,
-        *,
-        implementation: Implementation = "auto",
-        dtype=jnp.float32,
-        return_weights: bool = False,
-    ) -> tuple[Float[Array, "length embed"], Float[Array, "heads length length"] | None]:
-        length = x.shape[0]
-        split = (length, self.num_heads, self.head_dim)
+    def _project(self, x, rotary, dtype):
+        """Queries, keys and values [length, heads, head_dim], rotary applied."""
+        split = (x.shape[0], self.num_heads, self.head_dim)
         q = self.query(x, dtype).reshape(split)
         k = self.key(x, dtype).reshape(split)
         v = self.value(x, dtype).reshape(split)
         if rotary is not None:
             q, k = RotaryEmbedding.apply(q, *rotary), RotaryEmbedding.apply(k, *rotary)
-        if return_weights:
-            out, weights = _attention_with_weights(q, k, v, num_valid)
-        else:
-            out = attention_kernel(
-                q[None], k[None], v[None], num_valid[None], implementation=implementation
-            )[0]
-            weights = None
-        return self.output(out.reshape(length, -1), dtype), weights
+        return q, k, v
 
+    def __call__(
+        self,
+        x: Float[Array, "length embed"],
+        num_valid: Int[Array, ""],
+        rotary: Rotary | None,
+        *,
+        implementation: Implementation = "auto",
+        dtype=jnp.float32,
+    ) -> Float[Array, "length embed"]:
+        q, k, v = self._project(x, rotary, dtype)
+        out = attention_kernel(
+            q[None], k[None], v[None], num_valid[None], implementation=implementation
+        )[0]
+        return self.output(out.reshape(x.shape[0], -1), dtype)
 
-def _attention_with_weights(q, k, v, num_valid):
-    """Attention that also returns its weights [heads, length, length] (float32)."""
-    valid = jnp.arange(k.shape[0]) < num_valid
-    s = jnp.einsum("qhd,khd->hqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(
-        q.shape[-1]
-    )
-    weights = jax.nn.softmax(jnp.where(valid, s, -jnp.inf), axis=-1, where=valid[None, None])
-    weights = jnp.where(valid, weights, 0.0)
-    v = jnp.where(valid[:, None, None], v, jnp.zeros_like(v))
-    out = jnp.einsum("hqk,khd->qhd", weights.astype(v.dtype), v)
-    return out, weights
+    def weights(
+        self,
+        x: Float[Array, "length embed"],
+        num_valid: Int[Array, ""],
+        rotary: Rotary | None,
+        *,
+        dtype=jnp.float32,
+    ) -> Float[Array, "heads length length"]:
+        """The softmax weights this layer gives `x` (float32; zero on padded keys)."""
+        q, k, _ = self._project(x, rotary, dtype)
+        return attention_weights(q[None], k[None], num_valid[None])[0]
 
 
 class FeedForward(eqx.Module):
@@ -200,23 +201,27 @@ class Block(eqx.Module):
         self,
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
-        rotary,
+        rotary: Rotary | None,
         *,
         implementation: Implementation = "auto",
         dtype=jnp.float32,
-        return_weights: bool = False,
-    ) -> tuple[Float[Array, "length embed"], Float[Array, "heads length length"] | None]:
-        h, weights = self.attention(
-            self.attention_norm(x),
-            num_valid,
-            rotary,
-            implementation=implementation,
-            dtype=dtype,
-            return_weights=return_weights,
+    ) -> Float[Array, "length embed"]:
+        h = self.attention(
+            self.attention_norm(x), num_valid, rotary, implementation=implementation, dtype=dtype
         )
         x = x + h.astype(x.dtype)
-        x = x + self.ffn(self.ffn_norm(x), dtype).astype(x.dtype)
-        return x, weights
+        return x + self.ffn(self.ffn_norm(x), dtype).astype(x.dtype)
+
+    def attention_weights(
+        self,
+        x: Float[Array, "length embed"],
+        num_valid: Int[Array, ""],
+        rotary: Rotary | None,
+        *,
+        dtype=jnp.float32,
+    ) -> Float[Array, "heads length length"]:
+        """The attention weights of this block for its input `x`."""
+        return self.attention.weights(self.attention_norm(x), num_valid, rotary, dtype=dtype)
 
 
 class LMHead(eqx.Module):

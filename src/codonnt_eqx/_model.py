@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -13,7 +14,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._config import ModelConfig
 from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
-from .kernels._attention import IMPLEMENTATIONS, Implementation
+from .kernels import IMPLEMENTATIONS, Implementation
 
 
 class ModelOutput(eqx.Module):
@@ -124,8 +125,9 @@ class NucleotideTransformer(eqx.Module):
         - `dtype`: compute dtype of the matmuls (`jnp.bfloat16` for mixed precision);
           parameters stay float32, LayerNorm and softmax statistics are float32.
         - `hidden_states`: also return every block's output.
-        - `attention_maps`: (layer, head) pairs whose weights to return (uses the reference
-          attention, O(length^2) memory).
+        - `attention_maps`: (layer, head) pairs whose weights to return; computed after the
+          forward pass (which `attention` alone decides) from each asked layer's input, at
+          O(heads x length^2) memory per layer asked.
         - `remat`: rematerialise each block in the backward pass (saves memory in training).
 
         Positions after the first pad must all be pads; a pad in the middle raises. Ids outside
@@ -144,31 +146,22 @@ class NucleotideTransformer(eqx.Module):
             jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
             "pad tokens must all come after the sequence (right padding)",
         )
-        heads_needed = sorted({h for _, h in attention_maps})
-
         x = self._input_embedding(tokens, is_pad)
-        x0 = x
         rotary = None
         if self.rotary is not None:
             rotary = tuple(t.astype(dtype) for t in self.rotary.tables(length))
         params, static = eqx.partition(self.blocks, eqx.is_array)
+        keep = hidden_states or bool(attention_maps)
 
         def step(x, block_params):
             block = eqx.combine(block_params, static)
-            x, weights = block(
-                x,
-                num_valid,
-                rotary,
-                implementation=attention,
-                dtype=dtype,
-                return_weights=bool(heads_needed),
-            )
-            weights = None if weights is None else weights[jnp.array(heads_needed)]
-            return x, (x if hidden_states else None, weights)
+            x = block(x, num_valid, rotary, implementation=attention, dtype=dtype)
+            return x, (x if keep else None)
 
         if remat:
             step = jax.checkpoint(step)
-        x, (per_layer, weights) = jax.lax.scan(step, x, params)
+        x0 = x
+        x, outputs = jax.lax.scan(step, x, params)
         embeddings = self.final_norm(x).astype(jnp.float32)
         logits = self.lm_head(embeddings, dtype).astype(jnp.float32)
         logits = jnp.where(is_pad[:, None], 0.0, logits)
@@ -177,15 +170,20 @@ class NucleotideTransformer(eqx.Module):
         if hidden_states:
             states = (
                 x0.astype(jnp.float32),
-                *(per_layer[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
+                *(outputs[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
                 embeddings,
             )
         maps = None
         if attention_maps:
-            maps = {
-                (layer, head): weights[layer, heads_needed.index(head)]
-                for layer, head in attention_maps
-            }
+            # Recomputed from each layer's input after the fast pass, so asking for a map
+            # never changes how the outputs are computed, and costs O(length^2) per layer asked.
+            maps = {}
+            for layer in sorted({layer for layer, _ in attention_maps}):
+                block = eqx.combine(jax.tree.map(operator.itemgetter(layer), params), static)
+                x_in = x0 if layer == 0 else outputs[layer - 1]
+                weights = block.attention_weights(x_in, num_valid, rotary, dtype=dtype)
+                for head in sorted({h for ly, h in attention_maps if ly == layer}):
+                    maps[(layer, head)] = weights[head]
         return ModelOutput(logits, embeddings, states, maps)
 
 
@@ -230,9 +228,16 @@ def _check_options(c: ModelConfig, attention, dtype, attention_maps) -> None:
         floating = False
     if not floating:
         raise ValueError(f"dtype must be a floating dtype (e.g. jnp.bfloat16), got {dtype!r}")
-    for layer, head in attention_maps:
+    for pair in attention_maps:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(_is_int(i) for i in pair)):
+            raise ValueError(f"attention_maps must hold (layer, head) int pairs, got {pair!r}")
+        layer, head = pair
         if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
             raise ValueError(
                 f"attention map ({layer}, {head}) is outside "
                 f"{c.num_layers} layers x {c.num_heads} heads"
             )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)

@@ -6,16 +6,22 @@ JAX's bundled Pallas kernel; forward and forward+backward, bfloat16, with and wi
                                                    # interpret-mode correctness check of ours
 
 Writes bench/results/attention_<device>_jax<version>.{json,md,png}. Times are medians of
-`--repeats` runs after warm-up; compile time is reported apart. TFLOP/s counts the nominal
-4*B*H*L*L*D forward FLOPs (x2.5 for forward+backward) over all L keys, padding or not.
+`--repeats` runs after warm-up; compile time (`jax.jit(f).lower(...).compile()`) is measured
+apart from them. Any error fails the run: implementations that cannot run on this platform are
+left out by an explicit check before the sweep, and recorded as skipped with the reason.
+TFLOP/s counts the nominal 4*B*H*L*L*D forward FLOPs (x2.5 for forward+backward) over all L
+keys, padding or not; each row records the machine's load, as other processes inflate times.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import re
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,52 +30,83 @@ from codonnt_eqx.kernels import attention, flash_attention
 
 from _common import environment, median_seconds, write_result
 
+_BUNDLED_MHA = "jax.experimental.pallas.ops.gpu.attention"
+
+
+def _module_exists(name: str) -> bool:
+    """Whether `name` can be imported, without importing it (parents are imported)."""
+    parent = name.rpartition(".")[0]
+    if parent and not _module_exists(parent):
+        return False
+    return importlib.util.find_spec(name) is not None
+
 
 def _bundled_pallas_mha():
-    """JAX's own (deprecated) Triton flash attention, if this jax ships it: a peer."""
-    try:
-        from jax.experimental.pallas.ops.gpu import attention as ops
-    except Exception:  # noqa: BLE001 - absent or broken in this jax: the column is skipped
-        return None
+    """JAX's own (deprecated) Triton flash attention: a peer. No key padding support, so it is
+    timed on the unpadded case only."""
+    from jax.experimental.pallas.ops.gpu import attention as ops
 
     def mha(q, k, v, lengths):
-        del lengths  # no key padding support; timed on the unpadded case only
+        del lengths
         return ops.mha(q, k, v, segment_ids=None)
 
     return mha
 
 
-def implementations(platform: str):
+def implementations(platform: str) -> tuple[dict, dict[str, str]]:
+    """(name -> fn(q, k, v, lengths), name -> why it is not run here).
+
+    The only way a column is left out: a check made here, before anything runs, and recorded
+    with the results. Whatever fails while running fails the benchmark.
+    """
     impls = {
         "reference": lambda q, k, v, n: attention(q, k, v, n, implementation="reference"),
         "xla": lambda q, k, v, n: attention(q, k, v, n, implementation="xla"),
         "blocked": lambda q, k, v, n: attention(q, k, v, n, implementation="blocked"),
     }
+    skipped = {}
     if platform == "cpu":
-        return impls
-    impls["pallas (ours)"] = lambda q, k, v, n: flash_attention(q, k, v, n)
+        skipped["pallas (ours)"] = (
+            "CPU runs Pallas in interpret mode only: checked for correctness, not timed"
+        )
+    else:
+        impls["pallas (ours)"] = lambda q, k, v, n: flash_attention(q, k, v, n)
     if platform == "gpu":
         impls["cudnn"] = lambda q, k, v, n: attention(q, k, v, n, implementation="cudnn")
-        bundled = _bundled_pallas_mha()
-        if bundled is not None:
-            impls["jax pallas mha"] = bundled
-    return impls
+    else:
+        skipped["cudnn"] = f"needs a CUDA GPU; platform is {platform}"
+    if platform != "gpu":
+        skipped["jax pallas mha"] = f"a GPU (Triton) kernel; platform is {platform}"
+    elif not _module_exists(_BUNDLED_MHA):
+        skipped["jax pallas mha"] = f"{_BUNDLED_MHA} is not in jax {jax.__version__}"
+    else:
+        impls["jax pallas mha"] = _bundled_pallas_mha()
+        skipped["jax pallas mha, padded"] = "no key padding support: timed unpadded only"
+    return impls, skipped
 
 
-def time_one(fn, q, k, v, lengths, mode: str, repeats: int):
+def compile_step(fn, q, k, v, lengths, mode: str) -> tuple[Callable, float]:
+    """(executable, compile seconds): `fn` (or its gradient) compiled ahead of time, so that no
+    run is timed as compilation and no compilation as a run."""
     if mode == "fwd":
-        step = jax.jit(fn)
+        step = fn
     else:
 
         def loss(q, k, v, n):
             return jnp.sum(fn(q, k, v, n).astype(jnp.float32))
 
-        step = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+        step = jax.grad(loss, argnums=(0, 1, 2))
+    # Otherwise the padded case (same function, same shapes) reuses the unpadded executable.
+    jax.clear_caches()
     start = time.perf_counter()
-    jax.block_until_ready(step(q, k, v, lengths))
-    compile_s = time.perf_counter() - start
-    seconds = median_seconds(lambda: jax.block_until_ready(step(q, k, v, lengths)), repeats)
-    return compile_s, seconds
+    compiled = jax.jit(step).lower(q, k, v, lengths).compile()
+    return compiled, time.perf_counter() - start
+
+
+def time_one(fn, q, k, v, lengths, mode: str, repeats: int) -> tuple[float, float]:
+    """(compile seconds, median seconds of `repeats` runs after a warm-up)."""
+    step, compile_s = compile_step(fn, q, k, v, lengths, mode)
+    return compile_s, median_seconds(lambda: jax.block_until_ready(step(q, k, v, lengths)), repeats)
 
 
 def peak_memory() -> int | None:
@@ -117,7 +154,8 @@ def plot(rows, path) -> bool:
     return True
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192, 16384]
@@ -126,9 +164,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32768, help="batch x length")
     parser.add_argument("--model-dim", type=int, default=2048, help="heads x head_dim")
     parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     platform = jax.default_backend()
+    impls, skipped = implementations(platform)
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
     dtype = jnp.bfloat16
     rows = []
     rng = np.random.default_rng(0)
@@ -145,15 +186,11 @@ def main() -> None:
                     if padded
                     else jnp.full((batch,), length, jnp.int32)
                 )
-                for name, fn in implementations(platform).items():
+                for name, fn in impls.items():
                     if padded and name == "jax pallas mha":
-                        continue
+                        continue  # recorded in `skipped`
                     for mode in ("fwd", "fwd+bwd"):
-                        try:
-                            compile_s, seconds = time_one(fn, q, k, v, lengths, mode, args.repeats)
-                        except Exception as e:  # noqa: BLE001 - record why a cell is empty
-                            print(f"{name} {mode} L={length} D={d}: {type(e).__name__}: {e}"[:300])
-                            continue
+                        compile_s, seconds = time_one(fn, q, k, v, lengths, mode, args.repeats)
                         flops = (
                             4 * batch * heads * length * length * d * (2.5 if mode != "fwd" else 1)
                         )
@@ -169,6 +206,8 @@ def main() -> None:
                             compile_seconds=compile_s,
                             tflops=flops / seconds / 1e12,
                             peak_bytes=peak_memory(),
+                            # Other processes inflate every time: say how busy the machine was.
+                            load_1min=os.getloadavg()[0],
                         )
                         rows.append(row)
                         print(
@@ -177,8 +216,10 @@ def main() -> None:
                         )
     env = environment()
     result = {
-        "command": "python bench/attention.py " + " ".join(sys.argv[1:]),
+        "command": "python bench/attention.py " + " ".join(argv),
         "dtype": "bfloat16",
+        "compile_method": "jax.jit(f).lower(...).compile(), apart from the timed runs",
+        "skipped": skipped,
         "rows": rows,
         "environment": env,
     }
@@ -194,14 +235,23 @@ def main() -> None:
         "",
         f"`{result['command']}`",
         "",
-        "| impl | mode | L | D | B x H | padded | ms | TFLOP/s | compile s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| impl | mode | L | D | B x H | padded | ms | TFLOP/s | compile s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['impl']} | {r['mode']} | {r['length']} | {r['head_dim']} | {r['batch']} x "
         f"{r['heads']} | {r['padded']} | {r['seconds'] * 1e3:.3f} | {r['tflops']:.2f} | "
-        f"{r['compile_seconds']:.2f} |"
+        f"{r['compile_seconds']:.2f} | {r['load_1min']:.1f} |"
         for r in rows
+    ]
+    lines += [
+        "",
+        "compile s: `jax.jit(f).lower(...).compile()`, timed apart from the runs. ms: median "
+        "of the runs after one warm-up. load: the machine's 1-minute load average after the cell "
+        f"({env['cpu_count']} CPUs; above that, other processes were competing).",
+        "",
+        "Not run here (checked before running):",
+        *(f"- {name}: {why}" for name, why in skipped.items()),
     ]
     if "interpret_mode_max_abs_error" in result:
         lines += [

@@ -1,13 +1,17 @@
 """The benchmark scripts run (tiny sizes), so they never rot on a CPU-only CI."""
 
+import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 BENCH = pathlib.Path(__file__).parent.parent / "bench"
+TINY_ATTENTION = ["--lengths", "64", "--head-dims", "16", "--tokens", "64", "--model-dim", "32"]
 
 
 @pytest.mark.parametrize(
@@ -17,21 +21,7 @@ BENCH = pathlib.Path(__file__).parent.parent / "bench"
             "tokenizer_speed.py",
             ["--num", "50", "--length", "300", "--repeats", "1", "--python-subset", "10"],
         ),
-        (
-            "attention.py",
-            [
-                "--lengths",
-                "64",
-                "--head-dims",
-                "16",
-                "--tokens",
-                "64",
-                "--model-dim",
-                "32",
-                "--repeats",
-                "1",
-            ],
-        ),
+        ("attention.py", [*TINY_ATTENTION, "--repeats", "1"]),
     ],
 )
 def test_benchmark_script_runs(tmp_path, script, args):
@@ -44,4 +34,50 @@ def test_benchmark_script_runs(tmp_path, script, args):
         timeout=300,
     )
     (result,) = tmp_path.glob("*.json")
-    assert json.loads(result.read_text())["environment"]["python"]
+    result = json.loads(result.read_text())
+    assert result["environment"]["python"]
+    if script == "attention.py":  # what did not run is said, with the reason
+        assert "platform is cpu" in result["skipped"]["cudnn"]
+        assert {r["impl"] for r in result["rows"]} == {"reference", "xla", "blocked"}
+
+
+@pytest.fixture
+def attention_bench(monkeypatch, tmp_path):
+    """bench/attention.py as a module, writing its results under tmp_path."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_attention", BENCH / "attention.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys.modules["_common"], "RESULTS", tmp_path)
+    return module
+
+
+class Broken(Exception):
+    pass
+
+
+def test_attention_benchmark_fails_when_an_implementation_fails(attention_bench, monkeypatch):
+    def broken(q, k, v, lengths):
+        raise Broken("an implementation that fails must fail the benchmark")
+
+    monkeypatch.setattr(attention_bench, "implementations", lambda platform: ({"b": broken}, {}))
+    with pytest.raises(Broken):
+        attention_bench.main([*TINY_ATTENTION, "--repeats", "1"])
+
+
+def test_attention_benchmark_compiles_without_running(attention_bench):
+    runs = []
+
+    def counted(q, k, v, lengths):
+        def record(x):
+            runs.append(1)
+            return x
+
+        return jax.pure_callback(record, jax.ShapeDtypeStruct(q.shape, q.dtype), q)
+
+    x = jnp.zeros((1, 4, 1, 8))
+    args = (x, x, x, jnp.array([4]))
+    compiled, _ = attention_bench.compile_step(counted, *args, "fwd")
+    assert not runs  # the compile time contains no run
+    jax.block_until_ready(compiled(*args))
+    assert len(runs) == 1  # and the executable is the function

@@ -354,8 +354,10 @@ def main() -> None:
         "",
         f"{s['layers']} layers x {s['embed']}, {s['heads']} heads, rotary, pre-LN; GELU "
         f"{s['ffn']} (torch, ours-gelu) or GLU 2 x {s['glu_ffn']} (ours-glu, the codon_nt "
-        f"preset); {result['step_gflop']} GFLOP per step by batch. Load average (1 min) "
-        f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end.",
+        f"preset); matmul GFLOP per step: "
+        + ", ".join(f"{g:,.0f} at batch {b}" for b, g in result["step_gflop"].items())
+        + f". Load average (1 min) {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the "
+        f"end (a column busy on every core adds about {env['cpu_count']} by itself).",
         "",
         "| column | batch x length | s / step | tokens/s | vs torch | GFLOP/s | CPU s / step "
         "| compile s | step RSS MiB | peak RSS MiB | load |",

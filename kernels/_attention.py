@@ -54,7 +54,7 @@ def attention(
     - `scale`: logit scale, a finite number; default 1/sqrt(head_dim).
     - `implementation`: one of `IMPLEMENTATIONS`: `"pallas"` (`flash_attention`; interpret mode
       on CPU; head_dim up to 256), `"reference"` (plain JAX, full L x L matrix), `"blocked"`
-      (plain JAX, 256 queries at a time: the fastest on CPU), `"xla"` / `"cudnn"`
+      (plain JAX, one head and 256 queries at a time: the fastest on CPU), `"xla"` / `"cudnn"`
       (`jax.nn.dot_product_attention`; cuDNN needs a CUDA GPU), or `"auto"`: the Pallas
       kernels on GPU and TPU, `"blocked"` on CPU (chosen per compile platform, so the Pallas
       head_dim limit of 256 applies to `"auto"` on every platform).

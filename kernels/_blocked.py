@@ -2,13 +2,20 @@
 
 The reference materialises [batch, heads, L, L] scores and streams them through memory
 several times; on a CPU that is memory-bound (at L=1000 and 16 heads, ~10x the matmul time).
-Here `block` queries (all heads) are handled at a time, so each score tile stays in cache, and
+Here one head and `block` queries are handled at a time (a loop over heads, inside it one over
+query blocks), so each score tile stays in cache even when `jax.vmap` adds a batch axis, and
 the backward pass (a custom VJP) recomputes the probabilities tile by tile from the saved
-log-sum-exp, as the flash kernels do, instead of saving them. A vmapped call batches every
-tile, so tiles are kept small. Timings: bench/results/attention_cpu_*.md.
+log-sum-exp, as the flash kernels do, instead of saving them (saving them was measured slower:
+the tiles' memory traffic costs more than the recomputation). A vmapped call batches every
+tile, so tiles are kept small: [batch, 256, L] per head measured fastest at L = 1,000 (all heads
+at once, or 128 queries, were 1.5-2x slower). Timings: bench/results/attention_cpu_*.md.
 
-Each query tile goes through the same `masked_softmax` as `attention_weights`, so the two agree
-on every tile by construction.
+On a CPU the time goes in passes over the [block, L] score tiles, not in the matmuls, so every
+per-element step here is written to touch a tile as few times as possible: the scale is applied
+to the [block, D] queries, key padding is one additive 0 / -inf row fused into the exponential,
+and the output is normalised after the weighted sum ([block, D]) rather than the probabilities
+([block, L]). The rule is `masked_softmax`'s (a padded key gets exactly zero weight; a row
+with no valid key gives zeros); tests check the two agree.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._contract import check_attention_inputs, empty_attention
-from ._masking import key_padding, masked_softmax, probabilities_from_lse, zero_padded
+from ._masking import MASK_VALUE, key_padding, zero_padded
 
 
 def _query_tiles(x, block: int):
@@ -37,37 +44,44 @@ def _untile(x, length: int):
     return x[:, :, :length]
 
 
-def _scores(q, k, scale: float):
-    """q [H, B, bq, D], k [H, B, L, D] -> [H, B, bq, L]."""
-    return jnp.einsum("hbqd,hbkd->hbqk", q, k) * scale
+def _scores(q, k, bias):
+    """q [H, B, bq, D] (scaled), k [H, B, L, D], bias [1, B, 1, L] -> [H, B, bq, L]."""
+    return jnp.einsum("hbqd,hbkd->hbqk", q, k) + bias
 
 
-def _forward(q, k, v, valid, scale, block):
+def _forward(q, k, v, bias, block):
+    """Output and log-sum-exp per query; a query with no valid key gets output 0 and lse +inf
+    (not -inf: the backward's exp(s - lse) must then be 0 rather than exp(-inf + inf))."""
     length = q.shape[2]
-    mask = valid[None, :, None, :]
 
     def tile(qb):
-        p, lse = masked_softmax(_scores(qb, k, scale), mask)
-        return jnp.einsum("hbqk,hbkd->hbqd", p, v), lse
+        s = _scores(qb, k, bias)
+        # `initial`: a row with every key masked (all -inf) keeps a finite maximum.
+        m = jnp.max(s, axis=-1, keepdims=True, initial=MASK_VALUE)
+        p = jnp.exp(s - m)
+        total = jnp.sum(p, axis=-1, keepdims=True)
+        # total >= 1 when a row has a valid key (its maximum contributes exp(0)), else 0.
+        empty = total == 0.0
+        out = jnp.einsum("hbqk,hbkd->hbqd", p, v) / jnp.where(empty, 1.0, total)
+        return out, jnp.where(empty, jnp.inf, m + jnp.log(jnp.where(empty, 1.0, total)))
 
     out, lse = jax.lax.map(tile, _query_tiles(q, block))
     return _untile(out, length), _untile(lse, length)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _blocked(q, k, v, valid, scale, block):
-    return _forward(q, k, v, valid, scale, block)[0]
+def _blocked(q, k, v, bias, scale, block):
+    return _forward(q * scale, k, v, bias, block)[0]
 
 
-def _blocked_fwd(q, k, v, valid, scale, block):
-    out, lse = _forward(q, k, v, valid, scale, block)
-    return out, (q, k, v, valid, out, lse)
+def _blocked_fwd(q, k, v, bias, scale, block):
+    out, lse = _forward(q * scale, k, v, bias, block)
+    return out, (q, k, v, bias, out, lse)
 
 
 def _blocked_bwd(scale, block, residuals, do):
-    q, k, v, valid, out, lse = residuals
+    q, k, v, bias, out, lse = residuals
     length = q.shape[2]
-    mask = valid[None, :, None, :]
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.sum(out * do, axis=-1, keepdims=True)
 
@@ -75,14 +89,15 @@ def _blocked_bwd(scale, block, residuals, do):
         # Invariant: after a tile, dk and dv hold the contributions of all queries so far.
         dk, dv = carry
         qb, dob, lseb, deltab = xs
-        p = probabilities_from_lse(_scores(qb, k, scale), lseb, mask)
+        p = jnp.exp(_scores(qb, k, bias) - lseb)
         ds = p * (jnp.einsum("hbqd,hbkd->hbqk", dob, v) - deltab)
         dq = jnp.einsum("hbqk,hbkd->hbqd", ds, k) * scale
-        dk = dk + jnp.einsum("hbqk,hbqd->hbkd", ds, qb) * scale
+        dk = dk + jnp.einsum("hbqk,hbqd->hbkd", ds, qb)
         dv = dv + jnp.einsum("hbqk,hbqd->hbkd", p, dob)
         return (dk, dv), dq
 
-    xs = tuple(_query_tiles(x, block) for x in (q, do, lse, delta))
+    # Scores from scaled queries, as in the forward; dk = dS^T (q * scale) takes the scale too.
+    xs = tuple(_query_tiles(x, block) for x in (q * scale, do, lse, delta))
     (dk, dv), dq = jax.lax.scan(tile, (jnp.zeros_like(k), jnp.zeros_like(v)), xs)
     return _untile(dq, length), dk, dv, None
 
@@ -95,8 +110,11 @@ def _blocked_attention(q, k, v, kv_lengths, scale: float, block: int = 256) -> j
     batch, length = q.shape[:2]
     valid = key_padding(kv_lengths, batch, length)
     k, v = zero_padded(valid[:, :, None, None], k, v)
-    heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3) for x in (q, k, v)]
-    out = _blocked(*heads_major, valid, scale, min(block, length))
+    # [heads, 1, batch, length, dim]: the loop runs over heads, each body sees one.
+    heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3)[:, None] for x in (q, k, v)]
+    bias = jnp.where(valid, 0.0, -jnp.inf)[None, :, None, :]
+    block = min(block, length)
+    out = jax.lax.map(lambda qkv: _blocked(*qkv, bias, scale, block), heads_major)[:, 0]
     return out.transpose(1, 2, 0, 3).astype(q.dtype)
 
 
@@ -110,8 +128,8 @@ def blocked_attention(
     block: int = 256,
 ) -> jax.Array:
     """`reference_attention` computed `block` queries at a time, with a memory-light backward:
-    same signature and contract, same results (float32 inside), O(batch x heads x block x L)
-    score memory. `block`: queries per tile, at least 1."""
+    same signature and contract, same results (float32 inside), O(batch x block x L) score
+    memory. `block`: queries per tile, at least 1."""
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ValueError(f"block must be a positive int, got {block!r}")
     q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)

@@ -33,8 +33,8 @@ def test_bad_input_exits_with_a_message(tmp_path, capsys):
     assert main(["tokenize", str(tmp_path / "missing.fa")]) == 1
 
 
-def test_embed_runs_the_model_and_says_it_is_random(capsys):
-    assert main(["embed", str(EXAMPLE)]) == 0
+def test_embed_random_init_says_it_is_random(capsys):
+    assert main(["embed", str(EXAMPLE), "--random-init"]) == 0
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" in out
     records = read_fasta(EXAMPLE)

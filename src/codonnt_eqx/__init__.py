@@ -13,6 +13,8 @@ from ._fasta import FastaRecord as FastaRecord
 from ._fasta import read_fasta as read_fasta
 from ._model import ModelOutput as ModelOutput
 from ._model import NucleotideTransformer as NucleotideTransformer
+from ._shipped import DEFAULT_MODEL as DEFAULT_MODEL
+from ._shipped import SHIPPED_MODELS as SHIPPED_MODELS
 from ._tokenizers import KmerTokenizer as KmerTokenizer
 from ._tokenizers import SequenceError as SequenceError
 from ._tokenizers import SequenceTooLongError as SequenceTooLongError

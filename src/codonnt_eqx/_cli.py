@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,6 +71,37 @@ def _batches(sizes: np.ndarray, batch_size: int, bucket: int):
         yield idx, int(-(-sizes[idx].max() // bucket) * bucket)
 
 
+def _embedding_model(args: argparse.Namespace):
+    """(model, tokenizer, description) for `embed`: the shipped default model, the weights in
+    --checkpoint (a folder or a shipped name), or a random initialisation on --random-init."""
+    import jax
+
+    from ._checkpoints import from_pretrained
+    from ._config import preset
+    from ._model import NucleotideTransformer
+    from ._shipped import DEFAULT_MODEL, SHIPPED_MODELS
+
+    if args.random_init:
+        model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(args.seed))
+        description = (
+            f"codon_nt preset ({model.num_parameters() / 1e6:.1f}M parameters), RANDOMLY "
+            f"INITIALISED (--random-init, seed {args.seed}): the embeddings below carry no biology"
+        )
+        return model, _tokenizer(args), description
+    lenient = not args.strict
+    name = args.checkpoint or DEFAULT_MODEL
+    model, tok = from_pretrained(name, uppercase=lenient, iupac_to_n=lenient)
+    size = f"{model.num_parameters() / 1e6:.1f}M parameters"
+    if name in SHIPPED_MODELS and not os.path.exists(name):
+        description = (
+            f"{name} ({size}), shipped with codonnt-eqx: a small model pretrained here on a few "
+            "genomes, not the published Codon-NT (see --checkpoint and the README)"
+        )
+    else:
+        description = f"{name} ({size})"
+    return model, tok, description
+
+
 def _embed_command(args: argparse.Namespace) -> None:
     import time
 
@@ -77,22 +109,7 @@ def _embed_command(args: argparse.Namespace) -> None:
     import jax
     import jax.numpy as jnp
 
-    from ._checkpoints import from_pretrained
-    from ._config import preset
-    from ._model import NucleotideTransformer
-
-    if args.checkpoint:
-        lenient = not args.strict
-        model, tok = from_pretrained(args.checkpoint, uppercase=lenient, iupac_to_n=lenient)
-        description = f"{args.checkpoint} ({model.num_parameters() / 1e6:.1f}M parameters)"
-    else:
-        tok = _tokenizer(args)
-        model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(args.seed))
-        description = (
-            f"codon_nt preset ({model.num_parameters() / 1e6:.1f}M parameters), RANDOMLY "
-            "INITIALISED - no weights are loaded (--checkpoint), so the embeddings below carry "
-            "no biology"
-        )
+    model, tok, description = _embedding_model(args)
     records, ids = _tokenize_and_summarise(args, tok)
     sizes = (ids != tok.pad_id).sum(axis=1)
     config = model.config
@@ -272,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.set_defaults(run=_tokenize_command)
 
     embed = commands.add_parser(
-        "embed", help="tokenize a FASTA file and embed it with a Codon-NT-sized model"
+        "embed", help="tokenize a FASTA file and embed it (default: the shipped codon-nt-mini)"
     )
     _tokenizer_options(embed)
     embed.add_argument("--batch-size", type=_int_in(1), default=1, help="sequences per batch")
@@ -288,10 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=IMPLEMENTATIONS,
     )
     embed.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    embed.add_argument(
-        "--checkpoint", help="folder of published or saved weights (default: random init)"
+    weights = embed.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--checkpoint",
+        help="folder of published or saved weights, or a shipped model's name "
+        "(default: the shipped codon-nt-mini)",
     )
-    embed.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    weights.add_argument(
+        "--random-init",
+        action="store_true",
+        help="a randomly initialised codon_nt-sized model instead of trained weights",
+    )
+    embed.add_argument("--seed", type=int, default=0, help="initialisation seed (--random-init)")
     embed.set_defaults(run=_embed_command)
     _pretrain_parser(commands)
     return parser

@@ -10,13 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._model import NucleotideTransformer
+from .._shipped import SHIPPED_MODELS, shipped_model_path
 from .._tokenizers import KmerTokenizer
 from ._errors import CheckpointError
 from .hf import load_hf, save_hf
 from .jax_layout import load_jax
 from .safe_pickle import UnsafePickleError
 
-__all__ = ["CheckpointError", "UnsafePickleError", "from_pretrained", "save_pretrained"]
+__all__ = [
+    "SHIPPED_MODELS",
+    "CheckpointError",
+    "UnsafePickleError",
+    "from_pretrained",
+    "save_pretrained",
+]
 
 
 def _parameter_dtype(dtype) -> jnp.dtype:
@@ -41,7 +48,8 @@ def _parameter_dtype(dtype) -> jnp.dtype:
 def from_pretrained(
     path: str | os.PathLike, *, dtype=None, **tokenizer_options
 ) -> tuple[NucleotideTransformer, KmerTokenizer]:
-    """Load a published (or saved) model and its tokenizer from a local folder; never fetches.
+    """Load a published (or saved) model and its tokenizer from a local folder, or a model that
+    ships with the package by name (`"codon-nt-mini"`, see `SHIPPED_MODELS`); never fetches.
 
     Recognised by their files: the Hugging Face layout (`config.json`, `vocab.txt`,
     `model.safetensors` or `pytorch_model.bin`, possibly sharded with an index; a single file
@@ -52,7 +60,8 @@ def from_pretrained(
     **Arguments:**
 
     - `path`: the folder, e.g. the result of `huggingface-cli download
-      InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species --local-dir codon-nt`.
+      InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species --local-dir codon-nt`, or
+      the name of a shipped model (an existing folder of that name takes precedence).
     - `dtype`: parameter dtype: float32 (the default), bfloat16 (half the memory), float16, or
       float64 when `jax_enable_x64` is on; anything else is a `ValueError`.
     - `tokenizer_options`: passed to `KmerTokenizer` (`uppercase`, `iupac_to_n`, ...).
@@ -66,6 +75,8 @@ def from_pretrained(
     if {"k", "layout"} & tokenizer_options.keys():
         raise TypeError("the checkpoint sets the tokenizer's k and layout")
     KmerTokenizer(1, **tokenizer_options)  # a misspelt option fails now, before any reading
+    if isinstance(path, str) and path in SHIPPED_MODELS and not os.path.exists(path):
+        path = shipped_model_path(path)
     path = pathlib.Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a folder (download the checkpoint first)")
@@ -79,10 +90,18 @@ def from_pretrained(
 
 
 def save_pretrained(
-    model: NucleotideTransformer, tokenizer: KmerTokenizer, path: str | os.PathLike
+    model: NucleotideTransformer,
+    tokenizer: KmerTokenizer,
+    path: str | os.PathLike,
+    *,
+    dtype: str = "float32",
 ) -> None:
-    """Write the Hugging Face layout (config.json, vocab.txt, model.safetensors, float32), which
-    `from_pretrained` reads back bit-exactly and transformers' ESM tools can read.
+    """Write the Hugging Face layout (config.json, vocab.txt, model.safetensors), which
+    `from_pretrained` reads back (bit-exactly from float32) and transformers' ESM tools read.
+
+    `dtype` is the storage dtype: `"float32"` (default), or `"float16"` / `"bfloat16"` for half
+    the size (`from_pretrained` restores float32 parameters; float16 refuses weights beyond
+    its range with a `CheckpointError`).
 
     All or nothing: what the layout cannot hold (embed_scale != 1, ...) or a tokenizer that
     does not fit the model is a `CheckpointError` before anything is written, and a failure
@@ -91,4 +110,4 @@ def save_pretrained(
     their index files and the shards these list) and keeps everything else, a jax_model/
     folder included. A `path` that is a file is a `NotADirectoryError`.
     """
-    save_hf(model, tokenizer, pathlib.Path(path))
+    save_hf(model, tokenizer, pathlib.Path(path), dtype)

@@ -439,11 +439,28 @@ def _hf_config(model: NucleotideTransformer, tokenizer: KmerTokenizer) -> dict:
     return config
 
 
-def save_hf(model: NucleotideTransformer, tokenizer: KmerTokenizer, path: pathlib.Path) -> None:
+_STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+
+def save_hf(
+    model: NucleotideTransformer,
+    tokenizer: KmerTokenizer,
+    path: pathlib.Path,
+    dtype: str = "float32",
+) -> None:
     config = _hf_config(model, tokenizer)  # before anything touches the disk
+    if dtype not in _STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {sorted(_STORAGE_DTYPES)}, got {dtype!r}")
+    storage = _STORAGE_DTYPES[dtype]
     c = model.config
     tensors = {}
-    for name, array in parameter_arrays(model).items():
+    arrays = parameter_arrays(model)
+    if storage is np.float16:
+        big = [n for n, a in arrays.items() if np.abs(a).max(initial=0) > np.finfo(np.float16).max]
+        if big:
+            raise CheckpointError(f"{', '.join(big[:3])}: beyond float16's range; use bfloat16")
+    for name, array in arrays.items():
+        array = array.astype(storage)
         if name.startswith(".blocks."):
             for layer in range(c.num_layers):
                 tensors[_name_to_hf(name, layer)] = np.ascontiguousarray(array[layer])

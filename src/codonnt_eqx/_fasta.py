@@ -82,18 +82,23 @@ def read_fasta(source: str | os.PathLike | BinaryStream) -> list[FastaRecord]:
     line for sequence data before the first header, an empty header, a record without
     sequence, undecodable or corrupt content, or a file with no records.
     """
+    return list(iter_fasta(source))
+
+
+def iter_fasta(source: str | os.PathLike | BinaryStream) -> Iterator[FastaRecord]:
+    """`read_fasta` one record at a time: memory holds one record, whatever the file size.
+
+    Records are yielded as they are read; an error later in the file is raised when reached.
+    """
     path = str(source) if isinstance(source, (str, os.PathLike)) else _stream_name(source)
-    records: list[FastaRecord] = []
     header: tuple[str, str, int] | None = None
     chunks: list[str] = []
 
-    def close_record() -> None:
-        if header is None:
-            return
+    def record() -> FastaRecord:
         name, description, line_no = header
         if not chunks:
             raise FastaError(f"{path}, line {line_no}: record {name!r} has no sequence")
-        records.append(FastaRecord(name, description, "".join(chunks)))
+        return FastaRecord(name, description, "".join(chunks))
 
     try:
         with _lines(source) as f:
@@ -102,7 +107,8 @@ def read_fasta(source: str | os.PathLike | BinaryStream) -> list[FastaRecord]:
                 if not line or line.startswith(";"):
                     continue
                 if line.startswith(">"):
-                    close_record()
+                    if header is not None:
+                        yield record()
                     name, _, description = line[1:].strip().partition(" ")
                     if not name:
                         raise FastaError(f"{path}, line {line_no}: empty header")
@@ -115,10 +121,9 @@ def read_fasta(source: str | os.PathLike | BinaryStream) -> list[FastaRecord]:
                     chunks.append("".join(line.split()))
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise FastaError(f"{path}: not a readable FASTA file ({e})") from e
-    close_record()
-    if not records:
+    if header is None:
         raise FastaError(f"{path}: no FASTA records found")
-    return records
+    yield record()
 
 
 def _stream_name(stream) -> str:

@@ -1,0 +1,34 @@
+"""Downstream tasks from coding sequences: task files, heads, a frozen probe, IA³, LoRA and
+full fine-tuning, metrics, and saved adapters."""
+
+from ._adapters import MODES as MODES
+from ._adapters import trainable_filter as trainable_filter
+from ._config import FinetuneConfig as FinetuneConfig
+from ._heads import Head as Head
+from ._heads import SequenceHead as SequenceHead
+from ._heads import TokenHead as TokenHead
+from ._heads import mean_pool as mean_pool
+from ._ia3 import IA3Linear as IA3Linear
+from ._ia3 import add_ia3 as add_ia3
+from ._lora import LORA_TARGETS as LORA_TARGETS
+from ._lora import LoRALinear as LoRALinear
+from ._lora import add_lora as add_lora
+from ._metrics import PRIMARY_METRIC as PRIMARY_METRIC
+from ._metrics import accuracy as accuracy
+from ._metrics import mcc as mcc
+from ._metrics import pearson as pearson
+from ._metrics import r2 as r2
+from ._metrics import spearman as spearman
+from ._metrics import task_metrics as task_metrics
+from ._predictor import Finetuned as Finetuned
+from ._predictor import representation as representation
+from ._saving import load_finetuned as load_finetuned
+from ._saving import save_finetuned as save_finetuned
+from ._tasks import STOP_CODONS as STOP_CODONS
+from ._tasks import TASK_KINDS as TASK_KINDS
+from ._tasks import Task as Task
+from ._tasks import TaskError as TaskError
+from ._tasks import TaskSplit as TaskSplit
+from ._tasks import load_task as load_task
+from ._train import FinetuneResult as FinetuneResult
+from ._train import finetune as finetune

@@ -1,0 +1,64 @@
+"""Task losses and the pure, jitted training step (model or head alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int
+
+
+def task_loss(
+    kind: str,
+    outputs: Float[Array, "batch *length out"],
+    targets: Array,
+    weights: Float[Array, " batch"],
+) -> Float[Array, ""]:
+    """Mean squared error on standardised targets (regression) or cross-entropy (classes; per
+    residue over the labelled tokens, targets of -1 left out), weighted per row."""
+    if kind == "regression":
+        errors = jnp.square(outputs[:, 0] - targets)
+        return jnp.sum(errors * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    labelled = targets >= 0
+    safe = jnp.where(labelled, targets, 0)
+    losses = optax.softmax_cross_entropy_with_integer_labels(outputs, safe)
+    mask = labelled * (weights[:, None] if targets.ndim == 2 else weights)
+    return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformation) -> Callable:
+    """`step(frozen, trainable, opt_state, inputs, targets, weights) -> (trainable, opt_state,
+    loss)`: one Adam step on `trainable`, jitted once per input shape. `forward(combined,
+    inputs)` maps the recombined module and a batch of inputs to outputs. The trainable part
+    and the optimiser state are donated; the frozen part (the base weights) is never written.
+    """
+
+    def loss_fn(trainable, frozen, inputs, targets, weights):
+        return task_loss(kind, forward(eqx.combine(trainable, frozen), inputs), targets, weights)
+
+    @eqx.filter_jit(donate="all-except-first")
+    def step(frozen, trainable, opt_state, inputs, targets, weights):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(
+            trainable, frozen, inputs, targets, weights
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        return eqx.apply_updates(trainable, updates), opt_state, loss
+
+    return step
+
+
+def sequence_forward(attention: str, dtype) -> Callable:
+    """forward(finetuned, tokens [B, L]) -> outputs, for fine-tuning through the model."""
+
+    def forward(finetuned, tokens: Int[Array, "batch length"]):
+        return jax.vmap(lambda t: finetuned(t, attention=attention, dtype=dtype))(tokens)
+
+    return forward
+
+
+def feature_forward(head, features: Float[Array, "batch embed"]):
+    """forward(head, features [B, embed]) -> outputs [B, out], for the probe."""
+    return jax.vmap(head)(features)

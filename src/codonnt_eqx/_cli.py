@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed (--random-init)")
     embed.set_defaults(run=_embed_command)
     _pretrain_parser(commands)
+    from .finetune._cli import add_finetune_parser
+
+    add_finetune_parser(commands)
     return parser
 
 

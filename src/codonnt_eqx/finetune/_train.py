@@ -392,7 +392,7 @@ def _fit(
                     bar.update(1)
             train_loss = float(np.mean([float(x) for x in losses]))
             if not math.isfinite(train_loss):
-                raise FloatingPointError(
+                raise ValueError(
                     f"non-finite training loss in epoch {epoch}; lower the learning rate"
                 )
             metrics_log(

@@ -1,0 +1,170 @@
+"""The `finetune` and `probe` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ._adapters import MODES
+from ._lora import LORA_TARGETS
+from ._tasks import TASK_KINDS
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = _positive(float)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def add_finetune_parser(commands) -> None:
+    """Add `finetune` (any mode) and `probe` (the frozen probe) to the CLI's subcommands."""
+    finetune = commands.add_parser(
+        "finetune",
+        help="fit a downstream task: frozen probe, IA3, LoRA or full fine-tuning",
+        description="Fit a task from coding sequences (regression, classification or "
+        "per-residue classification) on a model's representations, with early stopping on "
+        "the validation split; prints the test metrics and writes results.json, "
+        "metrics.jsonl and the head/adapters (adapter.safetensors) to --out.",
+    )
+    _arguments(finetune, with_mode=True)
+    probe = commands.add_parser(
+        "probe",
+        help="fit a head on frozen representations (finetune --mode probe)",
+        description="The frozen probe: representations are computed once (cached with "
+        "--cache), then a linear or MLP head is trained on them.",
+    )
+    _arguments(probe, with_mode=False)
+
+
+def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
+    from .._shipped import DEFAULT_MODEL
+
+    p.add_argument(
+        "tasks",
+        nargs="+",
+        help="a table (.csv/.tsv/.parquet) with sequence, label and split columns, or one "
+        "file per split (train.*, val.*, test.*; FASTA files hold the label as the header)",
+    )
+    p.add_argument("--task-type", required=True, choices=TASK_KINDS, help="what the label is")
+    p.add_argument("--out", required=True, help="run folder (results, metrics, head/adapters)")
+    p.add_argument(
+        "--checkpoint",
+        default=DEFAULT_MODEL,
+        help=f"model folder or shipped model name (default: the shipped {DEFAULT_MODEL})",
+    )
+    if with_mode:
+        p.add_argument("--mode", default="probe", choices=MODES)
+    else:
+        p.set_defaults(mode="probe")
+    head = p.add_argument_group("head")
+    head.add_argument("--head", default="linear", choices=["linear", "mlp"])
+    head.add_argument("--hidden", type=_positive(int), default=256, help="MLP hidden width")
+    head.add_argument(
+        "--layer", type=int, default=-1, help="representations of this layer (-1: final)"
+    )
+    fit = p.add_argument_group("training")
+    fit.add_argument("--epochs", type=_positive(int), default=20)
+    fit.add_argument("--patience", type=_positive(int), default=4, help="early-stopping epochs")
+    fit.add_argument("--batch-size", type=_positive(int), default=8, help="sequences per step")
+    fit.add_argument("--probe-batch-size", type=_positive(int), default=256)
+    fit.add_argument("--lr", type=_positive(float), help="learning rate (default per mode)")
+    fit.add_argument("--weight-decay", type=float, default=0.0)
+    fit.add_argument("--lora-rank", type=_positive(int), default=8)
+    fit.add_argument("--lora-alpha", type=_positive(float), default=16.0)
+    fit.add_argument("--lora-targets", nargs="+", default=["query", "value"], choices=LORA_TARGETS)
+    fit.add_argument("--max-codons", type=_positive(int), help="cut longer sequences")
+    fit.add_argument("--bucket", type=_positive(int), default=32, help="pad to multiples of this")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    fit.add_argument("--attention", default="auto")
+    fit.add_argument("--cache", help="folder caching the probe's representations")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    data = p.add_argument_group("task files")
+    data.add_argument("--name", help="task name (default: from the file names)")
+    data.add_argument("--sequence-column")
+    data.add_argument("--label-column")
+    data.add_argument("--split-column")
+    data.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="share of train held out when there is no validation split",
+    )
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .._checkpoints import from_pretrained
+    from .._shipped import SHIPPED_MODELS
+    from ._config import FinetuneConfig
+    from ._tasks import load_task
+    from ._train import finetune
+
+    task = load_task(
+        args.tasks,
+        args.task_type,
+        name=args.name,
+        sequence_column=args.sequence_column,
+        label_column=args.label_column,
+        split_column=args.split_column,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+    )
+    config = FinetuneConfig(
+        mode=args.mode,
+        hidden=args.hidden if args.head == "mlp" else None,
+        layer=args.layer,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        probe_batch_size=args.probe_batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_targets=tuple(args.lora_targets),
+        max_codons=args.max_codons,
+        bucket=args.bucket,
+        seed=args.seed,
+        dtype=args.dtype,
+        attention=args.attention,
+    )
+    model, tok = from_pretrained(args.checkpoint)
+    shipped = args.checkpoint in SHIPPED_MODELS and not os.path.exists(args.checkpoint)
+    print(
+        f"model: {args.checkpoint}{' (shipped)' if shipped else ''}, "
+        f"{model.num_parameters() / 1e6:.2f}M parameters"
+    )
+    result = finetune(
+        model,
+        tok,
+        task,
+        config,
+        out=args.out,
+        cache=args.cache,
+        model_name=args.checkpoint,
+        progress=not args.no_progress,
+    )
+    r = result.results
+    print(
+        f"\n{task.name} ({task.kind}), {config.mode}: best epoch {r['best_epoch']} of "
+        f"{r['epochs_run']}, {r['trainable_parameters']:,} trainable parameters, "
+        f"{r['seconds']:.0f} s"
+    )
+    print("test: " + json.dumps({k: round(v, 4) for k, v in result.test.items()}))
+    print(f"wrote {os.path.join(args.out, 'results.json')}, metrics.jsonl, adapter.safetensors")

@@ -8,8 +8,14 @@ from ._checkpoints import save_pretrained as save_pretrained
 from ._config import PRESETS as PRESETS
 from ._config import ModelConfig as ModelConfig
 from ._config import preset as preset
+from ._embed import Embedder as Embedder
+from ._embed import InvalidRecordError as InvalidRecordError
+from ._embed import SequenceEmbedding as SequenceEmbedding
+from ._embed import embed as embed
+from ._embed import reverse_complement as reverse_complement
 from ._fasta import FastaError as FastaError
 from ._fasta import FastaRecord as FastaRecord
+from ._fasta import iter_fasta as iter_fasta
 from ._fasta import read_fasta as read_fasta
 from ._model import ModelOutput as ModelOutput
 from ._model import NucleotideTransformer as NucleotideTransformer

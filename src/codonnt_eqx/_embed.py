@@ -1,0 +1,309 @@
+"""Embedding sequences of any length: layers, pooling, windows, reverse-complement averaging."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float, Int
+
+from ._batching import BucketedRunner
+from ._fasta import FastaRecord
+from ._model import NucleotideTransformer
+from ._tokenizers import SequenceError, Tokenizer
+from ._windows import plan_windows
+
+Pooling = Literal["mean", "cls", "max", "none"]
+POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CODON_NT_WINDOW = 1000  # Codon-NT was trained on 1,000-token windows (<cls> included)
+
+_COMPLEMENT = str.maketrans("ACGTNRYSWKMBDHVacgtnryswkmbdhv", "TGCANYRSWMKVHDBtgcanyrswmkvhdb")
+
+
+def reverse_complement(sequence: str) -> str:
+    """The reverse complement (IUPAC codes and lowercase kept; other characters unchanged)."""
+    return sequence.translate(_COMPLEMENT)[::-1]
+
+
+class InvalidRecordError(ValueError):
+    """A record that cannot be tokenized; `name`, `position` (0-based or None) and `reason`."""
+
+    def __init__(self, name: str, error: SequenceError):
+        where = f", position {error.position + 1}" if error.position is not None else ""
+        reason = str(error).split(": ", 1)[-1] if error.position is not None else str(error)
+        super().__init__(f"record {name!r}{where}: {reason}")
+        self.name, self.position, self.reason = name, error.position, reason
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceEmbedding:
+    """The embedding of one sequence.
+
+    - `name`: the FASTA name (`seq{i}` for plain strings, `i` counting from 0).
+    - `length`: bases.
+    - `num_tokens`: tokens of the sequence, specials excluded (what pooling averages over).
+    - `vectors`: float32; pooled `[(layers,) embed]`, per token (`pooling="none"`)
+      `[num_tokens, (layers,) embed]`; the layer axis is there when `layers` is a sequence.
+    - `spans`: per token only, int `[num_tokens, 2]`: each token's `(start, end)` in the
+      sequence (0-based, end exclusive).
+    """
+
+    name: str
+    length: int
+    num_tokens: int
+    vectors: np.ndarray
+    spans: np.ndarray | None = None
+
+
+def default_window(model: NucleotideTransformer) -> int:
+    """Tokens per window (`<cls>` included): the positions a learned-position model has, or
+    Codon-NT's training length for rotary models."""
+    c = model.config
+    return c.max_positions if c.positional_embedding == "learned" else CODON_NT_WINDOW
+
+
+class Embedder:
+    """Embeds sequences in length-bucketed batches, keeping its compiled shapes between calls.
+
+    Sequences longer than `window` tokens are cut into windows overlapping by `overlap`
+    tokens, each starting with `<cls>`; every token's output is taken from the window in
+    which it is most central, so per-token outputs cover each token exactly once, and pooling
+    runs over the whole stitched sequence (`cls` pooling averages the windows' `<cls>`
+    vectors). A sequence that fits one window is embedded exactly as a direct model call.
+
+    **Arguments:**
+
+    - `model`, `tokenizer`: e.g. from `from_pretrained`.
+    - `layers`: `None` (default) for the final embeddings (after the last LayerNorm); an int
+      for one hidden state, a sequence of ints for several (0 is the input embedding, n the
+      output of block n, `num_layers` = the final embeddings; negative counts from the end).
+    - `pooling`: `"mean"` over the sequence's tokens, specials excluded (default), `"cls"`,
+      `"max"` (element-wise over the tokens), or `"none"` (every token, with its span).
+    - `dtype`: compute dtype, `"float32"` or `"bfloat16"`; outputs are float32.
+    - `batch_tokens`: padded tokens per batch; `max_batch`: at most this many rows per batch.
+    - `bucket`: batches are padded to a multiple of this many tokens.
+    - `window`, `overlap`: tokens per window (`<cls>` included; default `default_window`)
+      and tokens shared by consecutive windows (default a quarter of the window).
+    - `rc_average`: average the pooled embeddings of both strands (not with `"none"`: the
+      two strands' tokens do not line up).
+    - `attention`: the model's attention implementation.
+    - `chunk_tokens`: records are read and embedded in chunks of about this many tokens, so
+      memory is bounded whatever the input size.
+
+    ```python
+    embedder = Embedder(model, tok, layers=[6, 12], pooling="mean")
+    for e in embedder(read_fasta("genes.fa")):
+        print(e.name, e.vectors.shape)  # [2, 512]
+    ```
+    """
+
+    def __init__(
+        self,
+        model: NucleotideTransformer,
+        tokenizer: Tokenizer,
+        *,
+        layers: int | Sequence[int] | None = None,
+        pooling: Pooling = "mean",
+        dtype: str = "float32",
+        batch_tokens: int = 8192,
+        max_batch: int | None = None,
+        bucket: int = 128,
+        window: int | None = None,
+        overlap: int | None = None,
+        rc_average: bool = False,
+        attention: str = "auto",
+        chunk_tokens: int = 1 << 18,
+    ):
+        c = model.config
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        if rc_average and pooling == "none":
+            raise ValueError(
+                "rc_average needs a pooling: per-token outputs of the two strands do not line up"
+            )
+        window = default_window(model) if window is None else window
+        if c.positional_embedding == "learned" and window > c.max_positions:
+            raise ValueError(f"window {window} exceeds this model's {c.max_positions} positions")
+        self._has_cls = bool(tokenizer.encode("A")[0] == tokenizer.cls_id)
+        body = window - int(self._has_cls)
+        if body < 1:
+            raise ValueError(f"window must hold at least one token besides <cls>, got {window}")
+        self.overlap = body // 4 if overlap is None else overlap
+        if not 0 <= self.overlap < body:
+            raise ValueError(f"overlap must be in [0, {body}) for a window of {window}")
+        self.model, self.tokenizer = model, tokenizer
+        self.layers = _layer_indices(layers, c.num_layers)
+        self._squeeze_layers = layers is None or isinstance(layers, int | np.integer)
+        self.pooling, self.rc_average, self.window = pooling, rc_average, window
+        self.chunk_tokens = chunk_tokens
+        self._special = np.array(sorted(tokenizer.special_ids))
+        self.runner = BucketedRunner(
+            _forward_fn(self.layers, DTYPES[dtype], attention),
+            pad_id=tokenizer.pad_id,
+            bucket=bucket,
+            max_length=window,
+            batch_tokens=batch_tokens,
+            max_batch=max_batch,
+        )
+        self.tokens_done = 0
+
+    def __call__(
+        self,
+        sequences: Iterable[str | FastaRecord],
+        *,
+        on_invalid: Callable[[InvalidRecordError], None] | None = None,
+    ) -> Iterator[SequenceEmbedding]:
+        """Embeddings of `sequences` (strings or `FastaRecord`s), yielded in order, chunk by
+        chunk. A record the tokenizer rejects raises `InvalidRecordError` (naming it and the
+        position), or, when `on_invalid` is given, is passed to it and skipped."""
+        numbered = enumerate(sequences)
+        while chunk := self._next_chunk(numbered, on_invalid):
+            yield from self._embed_chunk(chunk)
+
+    def _next_chunk(self, numbered, on_invalid) -> list[tuple[str, int, list]]:
+        """(name, bases, [(ids, spans) per strand]) of the next records, about
+        `chunk_tokens` tokens in all."""
+        chunk, tokens = [], 0
+        for i, item in numbered:
+            name, seq = (
+                (item.name, item.sequence) if isinstance(item, FastaRecord) else (f"seq{i}", item)
+            )
+            try:
+                strands = [self._encode(seq)]
+                if self.rc_average:
+                    strands.append(self._encode(reverse_complement(seq)))
+            except SequenceError as e:
+                error = InvalidRecordError(name, e)
+                if on_invalid is None:
+                    raise error from e
+                on_invalid(error)
+                continue
+            chunk.append((name, len(seq), strands))
+            tokens += sum(len(ids) for ids, _ in strands)
+            if tokens >= self.chunk_tokens:
+                break
+        return chunk
+
+    def _encode(self, seq: str):
+        ids, spans = self.tokenizer.batch_encode_with_spans([seq])
+        return ids[0], spans[0]
+
+    def _embed_chunk(self, chunk) -> Iterator[SequenceEmbedding]:
+        rows, plans = [], []
+        cls = np.array([self.tokenizer.cls_id] * self._has_cls, np.int32)
+        size = self.window - int(self._has_cls)
+        for _, _, strands in chunk:
+            for ids, _ in strands:
+                body = ids[int(self._has_cls) :]
+                plan = plan_windows(len(body), size, min(self.overlap, size - 1))
+                plans.append((plan, len(rows)))
+                rows += [np.r_[cls, body[s : s + size]] for s in plan.start.tolist()]
+        outputs = self.runner(self.model, rows)
+        strand_outputs = iter(plans)
+        for name, length, strands in chunk:
+            pooled, tokens = [], None
+            for ids, spans in strands:
+                plan, first = next(strand_outputs)
+                stitched, cls_vector = self._stitch(outputs, plan, first)
+                body_ids = ids[int(self._has_cls) :]
+                keep = ~np.isin(body_ids, self._special)
+                tokens = (stitched[keep], spans[int(self._has_cls) :][keep])
+                pooled.append(self._pool(stitched[keep], cls_vector))
+            num_tokens = len(tokens[0])
+            self.tokens_done += sum(len(ids) for ids, _ in strands)
+            if self.pooling == "none":
+                vectors, token_spans = tokens[0], tokens[1]
+                if self._squeeze_layers:
+                    vectors = vectors[:, 0]
+            else:
+                vectors, token_spans = np.mean(pooled, axis=0), None
+                if self._squeeze_layers:
+                    vectors = vectors[0]
+            yield SequenceEmbedding(name, length, num_tokens, vectors, token_spans)
+
+    def _stitch(self, outputs, plan, first):
+        """The per-token outputs of one strand [body tokens, layers, embed] and its mean
+        <cls> vector [layers, embed] (None without <cls>)."""
+        offset = int(self._has_cls)
+        pieces = [
+            outputs[first + w][offset + lo - s : offset + hi - s]
+            for w, (s, (lo, hi)) in enumerate(
+                zip(plan.start.tolist(), plan.keep.tolist(), strict=True)
+            )
+        ]
+        cls_vector = None
+        if self._has_cls:
+            cls_vector = np.mean([outputs[first + w][0] for w in range(len(plan.start))], axis=0)
+        return np.concatenate(pieces), cls_vector
+
+    def _pool(self, tokens, cls_vector):
+        if self.pooling == "mean":
+            return tokens.mean(axis=0)
+        if self.pooling == "max":
+            return tokens.max(axis=0)
+        if self.pooling == "cls":
+            if cls_vector is None:
+                raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
+            return cls_vector
+        return None
+
+
+def embed(
+    model: NucleotideTransformer,
+    tokenizer: Tokenizer,
+    sequences: Iterable[str | FastaRecord],
+    **options,
+) -> Float[np.ndarray, "sequences *layers embed"] | list[np.ndarray]:
+    """Embeddings of `sequences` in one call (options: those of `Embedder`).
+
+    **Returns:** pooled, a float32 array `[sequences, (layers,) embed]`; with
+    `pooling="none"`, a list of `[tokens, (layers,) embed]` arrays (use `Embedder` for
+    the token spans too).
+
+    ```python
+    model, tok = from_pretrained("codon-nt")
+    vectors = embed(model, tok, read_fasta("genes.fa"))  # [genes, 512], mean-pooled
+    ```
+    """
+    results = [e.vectors for e in Embedder(model, tokenizer, **options)(sequences)]
+    if options.get("pooling", "mean") == "none":
+        return results
+    return np.stack(results)
+
+
+def _layer_indices(layers, num_layers: int) -> tuple[int, ...] | None:
+    if layers is None:
+        return None
+    chosen = [layers] if isinstance(layers, int | np.integer) else list(layers)
+    if not chosen:
+        raise ValueError("layers must name at least one hidden state")
+    out = []
+    for layer in chosen:
+        if not isinstance(layer, int | np.integer) or isinstance(layer, bool):
+            raise ValueError(f"layers must be ints, got {layer!r}")
+        if not -(num_layers + 1) <= layer <= num_layers:
+            raise ValueError(
+                f"layer {layer} is outside 0..{num_layers} (0: input embedding, "
+                f"{num_layers}: final embeddings)"
+            )
+        out.append(int(layer) % (num_layers + 1))
+    return tuple(out)
+
+
+def _forward_fn(layers, dtype, attention: str):
+    """(model, tokens [rows, length]) -> float32 [rows, length, layers, embed]."""
+
+    def one(model, tokens: Int[jax.Array, " length"]):
+        if layers is None:
+            return model(tokens, attention=attention, dtype=dtype).embeddings[:, None]
+        out = model(tokens, attention=attention, dtype=dtype, hidden_states=True)
+        return jnp.stack([out.hidden_states[i] for i in layers], axis=1)
+
+    return lambda model, tokens: jax.vmap(lambda t: one(model, t))(tokens)

@@ -79,8 +79,9 @@ class TaskSplit:
 class Task:
     """A downstream task: its kind, its three splits, and the class names (or None).
 
-    Per-residue classes are single characters (`"H"`, `"E"`, `"C"`); sequence classes are the
-    label strings as written. Both are sorted, so a class index is the same in every split.
+    Per-residue classes are the single characters (`"H"`, `"E"`, `"C"`) of every split;
+    sequence classes are the training split's label strings as written (a class seen only
+    outside it raises). Both are sorted, so a class index is the same in every split.
     """
 
     name: str
@@ -337,7 +338,9 @@ def _parse(name: str, kind: str, splits: dict[str, _Rows]) -> Task:
             labels[s] = np.asarray([index[t] for t in texts[s]], dtype=np.int32)
     else:
         texts = {s: [label.strip() for label in r.labels] for s, r in splits.items()}
-        classes = tuple(sorted(set("".join(texts["train"]))))
+        # The residue alphabet of every split: a class that is rare enough to miss the
+        # training split is still a class, not a typo.
+        classes = tuple(sorted(set("".join(t for split in texts.values() for t in split))))
         index = {c: i for i, c in enumerate(classes)}
         labels = {}
         for s, r in splits.items():
@@ -392,9 +395,6 @@ def _residue_labels(seq: str, label: str, index: dict[str, int], where: str) -> 
             f"{where}: {codons} codons but {len(label)} residue labels (one label per codon, "
             "or one fewer when the CDS ends with a stop codon)"
         )
-    unknown = next((c for c in label if c not in index), None)
-    if unknown is not None:
-        raise TaskError(f"{where}: residue class {unknown!r} does not occur in the training split")
     out = np.full(codons, -1, dtype=np.int32)
     out[: len(label)] = [index[c] for c in label]
     return out

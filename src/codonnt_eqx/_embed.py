@@ -93,7 +93,8 @@ class Embedder:
       two strands' tokens do not line up).
     - `attention`: the model's attention implementation.
     - `chunk_tokens`: records are read and embedded in chunks of about this many tokens, so
-      memory is bounded whatever the input size.
+      memory is bounded whatever the number of records; pooled, each window is reduced to
+      its sum / maximum as its batch finishes, so a long record costs its token ids only.
 
     ```python
     embedder = Embedder(model, tok, layers=[6, 12], pooling="mean")
@@ -117,7 +118,7 @@ class Embedder:
         overlap: int | None = None,
         rc_average: bool = False,
         attention: str = "auto",
-        chunk_tokens: int = 1 << 18,
+        chunk_tokens: int = 1 << 16,
     ):
         c = model.config
         if pooling not in POOLINGS:
@@ -196,63 +197,70 @@ class Embedder:
         return ids[0], spans[0]
 
     def _embed_chunk(self, chunk) -> Iterator[SequenceEmbedding]:
-        rows, plans = [], []
-        cls = np.array([self.tokenizer.cls_id] * self._has_cls, np.int32)
-        size = self.window - int(self._has_cls)
+        h = int(self._has_cls)
+        cls = np.array([self.tokenizer.cls_id] * h, np.int32)
+        size = self.window - h
+        rows, kept, strand_rows = [], [], []
         for _, _, strands in chunk:
             for ids, _ in strands:
-                body = ids[int(self._has_cls) :]
+                body = ids[h:]
                 plan = plan_windows(len(body), size, min(self.overlap, size - 1))
-                plans.append((plan, len(rows)))
-                rows += [np.r_[cls, body[s : s + size]] for s in plan.start.tolist()]
-        outputs = self.runner(self.model, rows)
-        strand_outputs = iter(plans)
+                first = len(rows)
+                for s, (lo, hi) in zip(plan.start.tolist(), plan.keep.tolist(), strict=True):
+                    rows.append(np.r_[cls, body[s : s + size]])
+                    kept.append((h + lo - s, h + hi - s, ~np.isin(body[lo:hi], self._special)))
+                strand_rows.append(range(first, len(rows)))
+        # Each window is reduced to what its kept tokens contribute as soon as its batch is
+        # done, so a pooled embedding of a long record never holds all its token outputs.
+        outputs = self.runner(self.model, rows, self._reduce(kept))
+        pieces = iter(strand_rows)
         for name, length, strands in chunk:
             pooled, tokens = [], None
             for ids, spans in strands:
-                plan, first = next(strand_outputs)
-                stitched, cls_vector = self._stitch(outputs, plan, first)
-                body_ids = ids[int(self._has_cls) :]
-                keep = ~np.isin(body_ids, self._special)
-                tokens = (stitched[keep], spans[int(self._has_cls) :][keep])
-                pooled.append(self._pool(stitched[keep], cls_vector))
-            num_tokens = len(tokens[0])
+                parts = [outputs[i] for i in next(pieces)]
+                pooled.append(self._combine(parts))
+                if self.pooling == "none":
+                    body_spans = spans[h:][~np.isin(ids[h:], self._special)]
+                    tokens = (pooled[-1], body_spans)
             self.tokens_done += sum(len(ids) for ids, _ in strands)
             if self.pooling == "none":
-                vectors, token_spans = tokens[0], tokens[1]
-                if self._squeeze_layers:
-                    vectors = vectors[:, 0]
+                vectors, token_spans = tokens
+                vectors = vectors[:, 0] if self._squeeze_layers else vectors
             else:
                 vectors, token_spans = np.mean(pooled, axis=0), None
-                if self._squeeze_layers:
-                    vectors = vectors[0]
+                vectors = vectors[0] if self._squeeze_layers else vectors
+            num_tokens = int(np.count_nonzero(~np.isin(strands[0][0][h:], self._special)))
             yield SequenceEmbedding(name, length, num_tokens, vectors, token_spans)
 
-    def _stitch(self, outputs, plan, first):
-        """The per-token outputs of one strand [body tokens, layers, embed] and its mean
-        <cls> vector [layers, embed] (None without <cls>)."""
-        offset = int(self._has_cls)
-        pieces = [
-            outputs[first + w][offset + lo - s : offset + hi - s]
-            for w, (s, (lo, hi)) in enumerate(
-                zip(plan.start.tolist(), plan.keep.tolist(), strict=True)
-            )
-        ]
-        cls_vector = None
-        if self._has_cls:
-            cls_vector = np.mean([outputs[first + w][0] for w in range(len(plan.start))], axis=0)
-        return np.concatenate(pieces), cls_vector
+    def _reduce(self, kept):
+        """Per window: its kept tokens [tokens, layers, embed] (pooling none), or their sum
+        and count (mean), maximum (max), or its <cls> vector (cls)."""
+        pooling, has_cls = self.pooling, self._has_cls
+        if pooling == "cls" and not has_cls:
+            raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
 
-    def _pool(self, tokens, cls_vector):
+        def reduce(i, out):
+            lo, hi, keep = kept[i]
+            tokens = out[lo:hi][keep]
+            if pooling == "none":
+                return tokens.copy()
+            if pooling == "mean":
+                return tokens.sum(axis=0), len(tokens)
+            if pooling == "max":
+                return tokens.max(axis=0) if len(tokens) else None
+            return out[0].copy()
+
+        return reduce
+
+    def _combine(self, parts):
+        """One strand's output from its windows' reductions."""
+        if self.pooling == "none":
+            return np.concatenate(parts)
         if self.pooling == "mean":
-            return tokens.mean(axis=0)
+            return sum(p[0] for p in parts) / max(1, sum(p[1] for p in parts))
         if self.pooling == "max":
-            return tokens.max(axis=0)
-        if self.pooling == "cls":
-            if cls_vector is None:
-                raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
-            return cls_vector
-        return None
+            return np.max([p for p in parts if p is not None], axis=0)
+        return np.mean(parts, axis=0)
 
 
 def embed(

@@ -19,11 +19,18 @@ from ._fasta import iter_fasta as iter_fasta
 from ._fasta import read_fasta as read_fasta
 from ._model import ModelOutput as ModelOutput
 from ._model import NucleotideTransformer as NucleotideTransformer
+from ._scores import Scorer as Scorer
+from ._scores import TokenLogLikelihood as TokenLogLikelihood
+from ._scores import Variant as Variant
+from ._scores import VariantScore as VariantScore
+from ._scores import pseudo_log_likelihood as pseudo_log_likelihood
+from ._scores import score_variants as score_variants
 from ._shipped import DEFAULT_MODEL as DEFAULT_MODEL
 from ._shipped import SHIPPED_MODELS as SHIPPED_MODELS
 from ._tokenizers import KmerTokenizer as KmerTokenizer
 from ._tokenizers import SequenceError as SequenceError
 from ._tokenizers import SequenceTooLongError as SequenceTooLongError
 from ._tokenizers import Tokenizer as Tokenizer
+from ._variant_files import read_variants as read_variants
 
 __version__ = "0.1.0"

@@ -103,6 +103,10 @@ def _embedding_model(args: argparse.Namespace):
 
 
 def _embed_command(args: argparse.Namespace) -> None:
+    if args.output:
+        from ._embed_cli import embed_to_file
+
+        return embed_to_file(args)
     import time
 
     import equinox as eqx
@@ -128,7 +132,7 @@ def _embed_command(args: argparse.Namespace) -> None:
         return out.embeddings
 
     compiled, compile_s = {}, 0.0
-    batches = list(_batches(sizes, args.batch_size, args.bucket))
+    batches = list(_batches(sizes, args.batch_size or 1, args.bucket))
     for idx, length in batches:
         shape = (len(idx), length)
         if shape not in compiled:
@@ -292,7 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
         "embed", help="tokenize a FASTA file and embed it (default: the shipped codon-nt-mini)"
     )
     _tokenizer_options(embed)
-    embed.add_argument("--batch-size", type=_int_in(1), default=1, help="sequences per batch")
+    embed.add_argument(
+        "--batch-size",
+        type=_int_in(1),
+        help="sequences per batch (default 1; with -o at most this many, default no limit)",
+    )
     embed.add_argument(
         "--bucket",
         type=_int_in(1),
@@ -318,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed (--random-init)")
     embed.set_defaults(run=_embed_command)
+    from ._embed_cli import add_embed_output_options, add_score_parser
+
+    add_embed_output_options(embed)
     _pretrain_parser(commands)
+    add_score_parser(commands)
     from .finetune._cli import add_finetune_parser
 
     add_finetune_parser(commands)

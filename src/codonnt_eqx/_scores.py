@@ -1,0 +1,382 @@
+"""Likelihood scores from the masked-language-model head: pseudo-log-likelihoods,
+per-token log-probabilities and zero-shot variant effects."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import jax
+import numpy as np
+
+from ._batching import BucketedRunner
+from ._consequence import consequence, looks_coding
+from ._embed import DTYPES, default_window
+from ._fasta import FastaRecord
+from ._model import NucleotideTransformer
+from ._tokenizers import SequenceError, Tokenizer
+from ._windows import plan_windows
+
+_ROWS_PER_CALL = 2048  # masked copies made at a time: bounds memory on long sequences
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLogLikelihood:
+    """Log-probabilities (natural log) of a sequence's own tokens, specials excluded.
+
+    - `log_probs`: float64 `[tokens]`; `spans`: int `[tokens, 2]`, each token's `(start, end)`
+      in the sequence.
+    - `total`: their sum, the (pseudo-)log-likelihood.
+    - `method`: `"masked"` (each token masked in turn: the pseudo-log-likelihood) or
+      `"one_pass_unmasked"` (one forward pass, nothing masked: a fast approximation that
+      sees each token it scores, so it is higher than the masked score).
+    """
+
+    log_probs: np.ndarray
+    spans: np.ndarray
+    total: float
+    method: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A change to a named sequence: `sequence[position - 1 : position - 1 + len(ref)]`
+    (1-based `position`) becomes `alt`; `"-"` or `""` is an empty allele (an insertion
+    goes before `position`)."""
+
+    sequence_name: str
+    position: int
+    ref: str
+    alt: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantScore:
+    """The zero-shot score of one variant.
+
+    - `score`: `alt_log_prob - ref_log_prob` (nats); negative means the model finds the
+      alternative allele less likely. None when the variant could not be scored (`error`).
+    - `ref_log_prob`, `alt_log_prob`: summed log-probabilities of the reference and the
+      alternative tokens at the masked positions.
+    - `masked_tokens`: how many tokens were masked (the tokens the variant changes).
+    - `method`: `"masked_marginal"` (same token count on both sides: one pass, the changed
+      tokens masked, both alleles read from the same output) or `"two_contexts"` (an indel
+      that changes the token count: each allele's changed tokens masked in its own sequence,
+      one token of context either side included when a side would be empty).
+    - `consequence`: for an in-frame coding sequence, `synonymous`, `missense`, `nonsense`,
+      `stop_lost`, `inframe_indel`, `frameshift` or `unknown`; `""` otherwise.
+    - `error`: why the variant was not scored (reference mismatch, unknown sequence, ...).
+    """
+
+    variant: Variant
+    score: float | None
+    ref_log_prob: float | None
+    alt_log_prob: float | None
+    masked_tokens: int
+    method: str
+    consequence: str
+    error: str | None = None
+
+
+class Scorer:
+    """Scores sequences and variants with a model's MLM head, in length-bucketed batches
+    (compiled shapes are kept between calls). Sequences longer than `window` tokens are
+    scored in overlapping windows, each token in the window where it is most central (as
+    `Embedder` does); a variant is scored in one window centred on it.
+
+    **Arguments:**
+
+    - `model`, `tokenizer`: e.g. from `from_pretrained`.
+    - `dtype`, `batch_tokens`, `bucket`, `window`, `overlap`, `attention`: as for `Embedder`.
+    - `max_variant_tokens`: variants that change more tokens than this are not scored
+      (e.g. a frameshift, which changes every codon token downstream).
+    """
+
+    def __init__(
+        self,
+        model: NucleotideTransformer,
+        tokenizer: Tokenizer,
+        *,
+        dtype: str = "float32",
+        batch_tokens: int = 8192,
+        bucket: int = 128,
+        window: int | None = None,
+        overlap: int | None = None,
+        attention: str = "auto",
+        max_variant_tokens: int = 16,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        self.model, self.tokenizer = model, tokenizer
+        window = default_window(model) if window is None else window
+        self._has_cls = bool(tokenizer.encode("A")[0] == tokenizer.cls_id)
+        self._size = window - int(self._has_cls)
+        if self._size < 1:
+            raise ValueError(f"window must hold at least one token besides <cls>, got {window}")
+        self.overlap = self._size // 4 if overlap is None else overlap
+        if not 0 <= self.overlap < self._size:
+            raise ValueError(f"overlap must be in [0, {self._size}) for a window of {window}")
+        self.max_variant_tokens = max_variant_tokens
+        self._special = np.array(sorted(tokenizer.special_ids))
+        self.runner = BucketedRunner(
+            _log_probs_fn(DTYPES[dtype], attention),
+            pad_id=tokenizer.pad_id,
+            bucket=bucket,
+            max_length=window,
+            batch_tokens=batch_tokens,
+        )
+
+    # -- sequences ------------------------------------------------------------------------------
+
+    def _body(self, sequence: str):
+        ids, spans = self.tokenizer.batch_encode_with_spans([sequence])
+        h = int(self._has_cls)
+        return ids[0][h:], spans[0][h:]
+
+    def _window(self, body, start: int) -> np.ndarray:
+        cls = [self.tokenizer.cls_id] * self._has_cls
+        return np.r_[np.array(cls, np.int32), body[start : start + self._size]].astype(np.int32)
+
+    def pseudo_log_likelihood(self, sequence: str) -> TokenLogLikelihood:
+        """Each token masked in turn, scored by the model's log-probability of it."""
+        body, spans = self._body(sequence)
+        h = int(self._has_cls)
+        plan = plan_windows(len(body), self._size, self.overlap)
+        jobs = []  # (window start, position in the body)
+        for s, (lo, hi) in zip(plan.start.tolist(), plan.keep.tolist(), strict=True):
+            jobs += [(s, p) for p in range(lo, hi)]
+        scores = np.empty(len(body))
+        mask_id = self.tokenizer.mask_id
+        for begin in range(0, len(jobs), _ROWS_PER_CALL):
+            part = jobs[begin : begin + _ROWS_PER_CALL]
+            rows = []
+            for s, p in part:
+                row = self._window(body, s)
+                row[h + p - s] = mask_id
+                rows.append(row)
+
+            def pick(i, out, part=part):
+                s, p = part[i]
+                return out[h + p - s, body[p]]
+
+            scores[[p for _, p in part]] = self.runner(self.model, rows, pick)
+        return self._result(body, spans, scores, "masked")
+
+    def one_pass_log_likelihood(self, sequence: str) -> TokenLogLikelihood:
+        """One forward pass per window, nothing masked (the fast approximation)."""
+        body, spans = self._body(sequence)
+        h = int(self._has_cls)
+        plan = plan_windows(len(body), self._size, self.overlap)
+        windows = list(zip(plan.start.tolist(), plan.keep.tolist(), strict=True))
+
+        def pick(i, out):
+            s, (lo, hi) = windows[i]
+            return out[h + np.arange(lo - s, hi - s), body[lo:hi]]
+
+        rows = [self._window(body, s) for s, _ in windows]
+        scores = np.concatenate(self.runner(self.model, rows, pick)).astype(np.float64)
+        return self._result(body, spans, scores, "one_pass_unmasked")
+
+    def _result(self, body, spans, scores, method) -> TokenLogLikelihood:
+        keep = ~np.isin(body, self._special)
+        log_probs = np.asarray(scores, np.float64)[keep]
+        return TokenLogLikelihood(log_probs, spans[keep], float(log_probs.sum()), method)
+
+    # -- variants -------------------------------------------------------------------------------
+
+    def score_variants(
+        self,
+        references: Mapping[str, str] | Iterable[FastaRecord],
+        variants: Iterable[Variant],
+        *,
+        coding: bool | None = None,
+    ) -> list[VariantScore]:
+        """Zero-shot scores of `variants` against `references` (name -> sequence, or FASTA
+        records). `coding`: whether the references are in-frame coding sequences (for
+        `consequence`); None decides per sequence with `looks_coding`. Variants that cannot
+        be scored come back with `error` set, never raise."""
+        if not isinstance(references, Mapping):
+            references = {r.name: r.sequence for r in references}
+        tokenized: dict[str, tuple] = {}
+        plans, rows = [], []
+        for variant in variants:
+            plan = self._plan_variant(references, tokenized, variant, coding)
+            if plan.error is None:
+                plan.rows = (len(rows), len(plan.masked_rows))
+                rows += plan.masked_rows
+            plans.append(plan)
+        outputs = []
+        for begin in range(0, len(rows), _ROWS_PER_CALL):
+            part = rows[begin : begin + _ROWS_PER_CALL]
+            outputs += self.runner(self.model, [r for r, _ in part], _keep_masked(part))
+        return [plan.result(outputs) for plan in plans]
+
+    def _plan_variant(self, references, tokenized, variant: Variant, coding) -> _VariantPlan:
+        v = variant
+        ref, alt = ("" if a == "-" else a for a in (v.ref, v.alt))
+        plan = _VariantPlan(v)
+        seq = references.get(v.sequence_name)
+        if seq is None:
+            return plan.fail(f"no sequence named {v.sequence_name!r} in the reference")
+        start = v.position - 1
+        if not 0 <= start <= len(seq) - len(ref):
+            return plan.fail(f"position {v.position} is outside {v.sequence_name} ({len(seq)} bp)")
+        actual = seq[start : start + len(ref)]
+        if actual.upper() != ref.upper():
+            end = v.position + len(ref) - 1
+            return plan.fail(
+                f"ref mismatch: {v.sequence_name} has {actual!r} at {v.position}..{end}, "
+                f"the variant says {v.ref!r}"
+            )
+        if ref.upper() == alt.upper():
+            return plan.fail("ref and alt are the same allele")
+        if (coding is None and looks_coding(seq)) or coding:
+            plan.consequence = consequence(seq.upper(), start, ref.upper(), alt.upper())
+        if v.sequence_name not in tokenized:
+            tokenized[v.sequence_name] = self._body(seq)[0]
+        ref_body = tokenized[v.sequence_name]
+        try:
+            alt_body = self._body(seq[:start] + alt + seq[start + len(ref) :])[0]
+        except SequenceError as e:
+            return plan.fail(f"alt cannot be tokenized: {e}")
+        # The changed tokens: what is left after the common prefix and suffix.
+        n = min(len(ref_body), len(alt_body))
+        same = ref_body[:n] == alt_body[:n]
+        a = int(np.argmin(same)) if not same.all() else n
+        same = ref_body[::-1][: n - a] == alt_body[::-1][: n - a]
+        b = int(np.argmin(same)) if not same.all() else n - a
+        ref_span, alt_span = (a, len(ref_body) - b), (a, len(alt_body) - b)
+        two_contexts = ref_span[1] - ref_span[0] != alt_span[1] - alt_span[0]
+        if two_contexts and min(ref_span[1] - ref_span[0], alt_span[1] - alt_span[0]) == 0:
+            ref_span = (max(0, a - 1), min(len(ref_body), ref_span[1] + 1))
+            alt_span = (max(0, a - 1), min(len(alt_body), alt_span[1] + 1))
+        width = max(ref_span[1] - ref_span[0], alt_span[1] - alt_span[0])
+        if width > min(self.max_variant_tokens, self._size):
+            return plan.fail(
+                f"changes {width} tokens, more than {min(self.max_variant_tokens, self._size)} "
+                "(a frameshift under this tokenization?)"
+            )
+        plan.masked = width
+        plan.method = "two_contexts" if two_contexts else "masked_marginal"
+        if two_contexts:
+            plan.masked_rows.append(self._masked_row(ref_body, ref_span, None, None))
+            plan.masked_rows.append(self._masked_row(alt_body, alt_span, None, None))
+        else:
+            plan.masked_rows.append(self._masked_row(ref_body, ref_span, alt_body, alt_span))
+        return plan
+
+    def _masked_row(self, body, span, other_body, other_span):
+        """A window centred on `span` with it masked, and the ids to read there:
+        [(position in the row, ids of body, ids of other_body or None)]."""
+        lo, hi = span
+        start = min(max(0, (lo + hi) // 2 - self._size // 2), max(0, len(body) - self._size))
+        row = self._window(body, start)
+        h = int(self._has_cls)
+        positions = np.arange(lo, hi) - start + h
+        row[positions] = self.tokenizer.mask_id
+        other = None if other_body is None else other_body[other_span[0] : other_span[1]]
+        return row, (positions, body[lo:hi], other)
+
+
+@dataclasses.dataclass
+class _VariantPlan:
+    variant: Variant
+    error: str | None = None
+    consequence: str = ""
+    method: str = ""
+    masked: int = 0
+    masked_rows: list = dataclasses.field(default_factory=list)
+    rows: tuple[int, int] = (0, 0)
+
+    def fail(self, error: str) -> _VariantPlan:
+        self.error = error
+        return self
+
+    def result(self, outputs) -> VariantScore:
+        if self.error is not None:
+            return VariantScore(self.variant, None, None, None, 0, "", self.consequence, self.error)
+        first, count = self.rows
+        if count == 1:  # both alleles read from the same masked pass
+            ref_lp, alt_lp = outputs[first]
+        else:  # the reference row, then the alternative row
+            ref_lp, alt_lp = outputs[first][0], outputs[first + 1][0]
+        return VariantScore(
+            self.variant,
+            alt_lp - ref_lp,
+            ref_lp,
+            alt_lp,
+            self.masked,
+            self.method,
+            self.consequence,
+        )
+
+
+def _keep_masked(part):
+    """A `BucketedRunner` reduce: summed log-probs of the row's own ids (and of the other
+    allele's ids, same positions) at its masked positions."""
+
+    def reduce(i, out):
+        positions, own, other = part[i][1]
+        own_lp = float(out[positions, own].astype(np.float64).sum())
+        other_lp = None if other is None else float(out[positions, other].astype(np.float64).sum())
+        return own_lp, other_lp
+
+    return reduce
+
+
+def _log_probs_fn(dtype, attention: str):
+    """(model, tokens [rows, length]) -> float32 log-softmax of the logits [rows, length, vocab]."""
+
+    def one(model, tokens):
+        logits = model(tokens, attention=attention, dtype=dtype).logits
+        return jax.nn.log_softmax(logits, axis=-1)
+
+    return lambda model, tokens: jax.vmap(lambda t: one(model, t))(tokens)
+
+
+def pseudo_log_likelihood(
+    model: NucleotideTransformer,
+    tokenizer: Tokenizer,
+    sequence: str,
+    *,
+    method: Literal["masked", "one_pass_unmasked"] = "masked",
+    **options,
+) -> TokenLogLikelihood:
+    """Per-token log-probabilities and their sum for one sequence (options: `Scorer`'s).
+
+    `method="masked"` masks each token in turn (one forward pass per token, batched: the
+    pseudo-log-likelihood); `"one_pass_unmasked"` reads all tokens from one unmasked pass,
+    a fast approximation.
+
+    ```python
+    ll = pseudo_log_likelihood(model, tok, "ATGGCGAAAGCCTAA")
+    print(ll.total, ll.log_probs)  # 5 codons
+    ```
+    """
+    scorer = Scorer(model, tokenizer, **options)
+    if method == "masked":
+        return scorer.pseudo_log_likelihood(sequence)
+    if method == "one_pass_unmasked":
+        return scorer.one_pass_log_likelihood(sequence)
+    raise ValueError(f"method must be 'masked' or 'one_pass_unmasked', got {method!r}")
+
+
+def score_variants(
+    model: NucleotideTransformer,
+    tokenizer: Tokenizer,
+    references: Mapping[str, str] | Iterable[FastaRecord],
+    variants: Iterable[Variant],
+    *,
+    coding: bool | None = None,
+    **options,
+) -> list[VariantScore]:
+    """Zero-shot variant scores: the log-likelihood ratio of alt vs ref with the changed
+    tokens masked (options: `Scorer`'s; see `Scorer.score_variants`).
+
+    ```python
+    scores = score_variants(model, tok, read_fasta("genes.fa"), [Variant("geneA", 4, "G", "T")])
+    print(scores[0].score, scores[0].consequence)
+    ```
+    """
+    return Scorer(model, tokenizer, **options).score_variants(references, variants, coding=coding)

@@ -1,0 +1,151 @@
+"""Likelihood scores against hand-computed masked log-probabilities (float64 NumPy), variant
+checks and consequences, the variant table reader."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from codonnt_eqx import Scorer, Variant, pseudo_log_likelihood, read_variants, score_variants
+from codonnt_eqx._consequence import consequence, looks_coding
+from helpers import TOKENIZERS, V2, perturbed_model
+
+CDS = "ATGGCCAAACTGGGTTTCGATTAA"  # M A K L G F D *
+
+
+@pytest.fixture(scope="module")
+def v2():
+    return perturbed_model(V2), TOKENIZERS[V2]
+
+
+def _log_softmax64(logits) -> np.ndarray:
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _masked_log_probs(model, tok, sequence, positions) -> np.ndarray:
+    """float64 log-softmax at token `positions` (with <cls> at 0) with those tokens masked."""
+    ids = np.asarray(tok.encode(sequence))
+    ids[list(positions)] = tok.mask_id
+    return _log_softmax64(model(jnp.asarray(ids)).logits)[list(positions)]
+
+
+def test_pseudo_log_likelihood_masks_each_token_in_turn(v2):
+    model, tok = v2
+    seq = CDS + "GA"  # two single-base tokens at the end
+    ids = tok.encode(seq)
+    ll = pseudo_log_likelihood(model, tok, seq)
+    want = [_masked_log_probs(model, tok, seq, [t])[0, ids[t]] for t in range(1, len(ids))]
+    np.testing.assert_allclose(ll.log_probs, want, atol=1e-4)
+    assert ll.total == pytest.approx(sum(want), abs=1e-3) and ll.method == "masked"
+    np.testing.assert_array_equal(ll.spans, np.array(tok.encode_with_spans(seq)[1][1:]))
+
+
+def test_one_pass_approximation_reads_the_unmasked_logits(v2):
+    model, tok = v2
+    ids = tok.encode(CDS)
+    ll = pseudo_log_likelihood(model, tok, CDS, method="one_pass_unmasked")
+    lp = _log_softmax64(model(jnp.asarray(ids)).logits)
+    np.testing.assert_allclose(ll.log_probs, lp[np.arange(1, len(ids)), ids[1:]], atol=1e-4)
+    assert ll.method == "one_pass_unmasked"
+
+
+def test_a_long_sequences_likelihood_covers_every_token_once(v2):
+    model, tok = v2
+    seq = (CDS * 4)[:-1]
+    ll = Scorer(model, tok, window=9, overlap=3).pseudo_log_likelihood(seq)
+    assert len(ll.log_probs) == len(tok.encode(seq)) - 1
+    assert np.all(np.isfinite(ll.log_probs)) and np.all(ll.log_probs < 0)
+
+
+def test_snv_score_is_the_masked_log_likelihood_ratio(v2):
+    model, tok = v2
+    # position 8 (1-based) is the 2nd base of codon 3 (AAA, token 3 after <cls>)
+    (s,) = score_variants(model, tok, {"gene": CDS}, [Variant("gene", 8, "A", "T")])
+    lp = _masked_log_probs(model, tok, CDS, [3])[0]
+    ref_id, alt_id = tok.token_to_id("AAA"), tok.token_to_id("ATA")
+    assert s.error is None and s.masked_tokens == 1 and s.method == "masked_marginal"
+    assert s.ref_log_prob == pytest.approx(lp[ref_id], abs=1e-4)
+    assert s.alt_log_prob == pytest.approx(lp[alt_id], abs=1e-4)
+    assert s.score == pytest.approx(lp[alt_id] - lp[ref_id], abs=1e-4)
+    assert s.consequence == "missense"  # K -> I
+
+
+def test_a_change_across_two_codons_masks_both(v2):
+    model, tok = v2
+    (s,) = score_variants(model, tok, {"gene": CDS}, [Variant("gene", 6, "CA", "TG")])
+    lp = _masked_log_probs(model, tok, CDS, [2, 3])
+    ids = [tok.token_to_id(c) for c in ("GCC", "AAA", "GCT", "GAA")]
+    assert s.masked_tokens == 2
+    assert s.score == pytest.approx(
+        lp[0, ids[2]] + lp[1, ids[3]] - lp[0, ids[0]] - lp[1, ids[1]], abs=1e-4
+    )
+
+
+def test_variants_are_checked_against_the_reference(v2):
+    model, tok = v2
+    variants = [
+        Variant("gene", 4, "T", "A"),  # the sequence has G there
+        Variant("nope", 1, "A", "C"),
+        Variant("gene", 40, "A", "C"),
+        Variant("gene", 4, "G", "G"),
+    ]
+    results = score_variants(model, tok, {"gene": CDS}, variants)
+    assert all(r.score is None for r in results)
+    assert "ref mismatch: gene has 'G' at 4..4, the variant says 'T'" in results[0].error
+    assert "no sequence named 'nope'" in results[1].error
+    assert "outside gene" in results[2].error
+    assert "same allele" in results[3].error
+
+
+def test_indels_in_frame_and_frameshifts(v2):
+    model, tok = v2
+    long_cds = "ATG" + "GCCAAACTG" * 10 + "TAA"
+    variants = [
+        Variant("gene", 4, "GCC", "-"),  # one codon deleted: token counts differ
+        Variant("gene", 5, "C", "-"),  # a frameshift changes every codon downstream
+    ]
+    inframe, frameshift = Scorer(model, tok).score_variants({"gene": long_cds}, variants)
+    assert inframe.error is None and inframe.method == "two_contexts"
+    assert inframe.consequence == "inframe_indel" and np.isfinite(inframe.score)
+    assert frameshift.score is None and "changes" in frameshift.error
+    assert frameshift.consequence == "frameshift"
+
+
+@pytest.mark.parametrize(
+    "start,ref,alt,expected",
+    [
+        (5, "C", "T", "synonymous"),  # GCC -> GCT, A -> A
+        (3, "G", "A", "missense"),  # GCC -> ACC, A -> T
+        (6, "A", "T", "nonsense"),  # AAA -> TAA
+        (21, "T", "C", "stop_lost"),  # TAA -> CAA
+        (9, "CTG", "TTA", "synonymous"),  # CTG -> TTA, L -> L
+        (3, "GCC", "", "inframe_indel"),
+        (3, "G", "", "frameshift"),
+        (3, "G", "N", "unknown"),
+    ],
+)
+def test_consequences_under_the_standard_code(start, ref, alt, expected):
+    assert CDS[start : start + len(ref)] == ref
+    assert consequence(CDS, start, ref, alt) == expected
+
+
+def test_coding_sequences_are_recognised():
+    assert looks_coding(CDS) and looks_coding(CDS.lower())
+    assert not looks_coding(CDS[:-1]) and not looks_coding("GGG" + CDS[3:])
+
+
+def test_variant_tables_are_read_with_or_without_a_header(tmp_path):
+    table = tmp_path / "v.tsv"
+    table.write_text(
+        "sequence_name\tposition\tref\talt\n# a comment\ng1\t3\tA\tC\textra\n\ng2\t1\t-\tT\n"
+    )
+    assert read_variants(table) == [Variant("g1", 3, "A", "C"), Variant("g2", 1, "-", "T")]
+    table.write_text("g1\t3\tA\tC\n")
+    assert read_variants(table) == [Variant("g1", 3, "A", "C")]
+    table.write_text("g1\t3\tA\tC\ng1\tthree\tA\tC\n")
+    with pytest.raises(ValueError, match="line 2: position 'three'"):
+        read_variants(table)
+    table.write_text("g1\t0\tA\tC\n")
+    with pytest.raises(ValueError, match="1-based"):
+        read_variants(table)

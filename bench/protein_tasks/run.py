@@ -1,0 +1,126 @@
+"""Run the language-model side of the offline protein tasks: the frozen probe (linear and MLP
+heads), IA³, LoRA and full fine-tuning of a model, each through the `codonnt-eqx finetune` CLI.
+
+    python bench/protein_tasks/build.py --out runs/protein_tasks
+    python bench/protein_tasks/baselines.py runs/protein_tasks --out bench/results/protein_tasks
+    python bench/protein_tasks/run.py runs/protein_tasks --checkpoint codon-nt-mini
+    python bench/protein_tasks/table.py bench/results/protein_tasks
+
+Every run's results.json is copied to `bench/results/protein_tasks/runs/<task>-<method>.json`
+with the exact command; `--skip-existing` resumes an interrupted sweep, `--dry-run` prints the
+commands. The recipe is sized for a 2-core CPU (see `RECIPES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+TASKS = {
+    "isoelectric_point": "regression",
+    "kingdom": "classification",
+    "residue_hydropathy": "per-residue",
+    "gravy": "regression",
+}
+# method: extra CLI arguments. Fine-tuning runs at most 4 epochs (patience 2) so that the whole
+# sweep fits a 2-core CPU in well under an hour; probes train a head only and get more epochs.
+COMMON = ["--batch-size", "8", "--bucket", "64", "--seed", "0"]
+RECIPES = {
+    "probe-linear": [
+        "--mode",
+        "probe",
+        "--head",
+        "linear",
+        "--epochs",
+        "200",
+        "--patience",
+        "20",
+        "--probe-batch-size",
+        "64",
+    ],
+    "probe-mlp": [
+        "--mode",
+        "probe",
+        "--head",
+        "mlp",
+        "--hidden",
+        "256",
+        "--epochs",
+        "200",
+        "--patience",
+        "20",
+        "--probe-batch-size",
+        "64",
+    ],
+    "ia3": ["--mode", "ia3", "--epochs", "4", "--patience", "2"],
+    "lora": ["--mode", "lora", "--lora-rank", "8", "--epochs", "4", "--patience", "2"],
+    "full": ["--mode", "full", "--epochs", "4", "--patience", "2"],
+}
+# Per residue the probe has one row per residue (tens of thousands): bigger batches, fewer
+# epochs.
+PER_RESIDUE_PROBE = ["--epochs", "30", "--patience", "5", "--probe-batch-size", "512"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tasks", help="folder of build.py's tables")
+    parser.add_argument("--checkpoint", default="codon-nt-mini")
+    parser.add_argument("--runs", default="runs/protein_tasks/lm", help="run folders")
+    parser.add_argument("--results", default="bench/results/protein_tasks/runs")
+    parser.add_argument("--only-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--methods", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--skip-existing", action="store_true")
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+    results = pathlib.Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    cache = pathlib.Path(args.runs) / "cache"
+    for method in args.methods:  # methods outer: every task gets the cheap probes first
+        for task in args.only_tasks:
+            target = results / f"{task}-{method}.json"
+            if args.skip_existing and target.exists():
+                continue
+            out = pathlib.Path(args.runs) / f"{task}-{method}"
+            recipe = list(RECIPES[method])
+            if method.startswith("probe") and TASKS[task] == "per-residue":
+                recipe += PER_RESIDUE_PROBE
+            command = [
+                "codonnt-eqx",
+                "finetune",
+                str(pathlib.Path(args.tasks) / f"{task}.csv"),
+                "--task-type",
+                TASKS[task],
+                "--checkpoint",
+                args.checkpoint,
+                "--out",
+                str(out),
+                "--cache",
+                str(cache),
+                "--no-progress",
+                *COMMON,
+                *recipe,
+            ]
+            printable = shlex.join(command)
+            print(printable, flush=True)
+            if args.dry_run:
+                continue
+            start = time.perf_counter()
+            done = subprocess.run(command)
+            if done.returncode:
+                sys.exit(f"failed ({done.returncode}): {printable}")
+            record = json.loads((out / "results.json").read_text())
+            record |= {
+                "method": method,
+                "command": printable,
+                "wall_seconds": time.perf_counter() - start,
+            }
+            target.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

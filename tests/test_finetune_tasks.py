@@ -146,3 +146,24 @@ def test_bad_tables_fail_clearly(tmp_path):
         )
     with pytest.raises(TaskError, match="split 'holdout'"):
         load_task(write_table(tmp_path / "d.csv", [("ATG", "1", "holdout")]), "regression")
+
+
+def test_training_batches_cover_each_example_once_with_few_pads():
+    from codonnt_eqx.finetune._data import Encoded, batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 50, 37).astype(np.int32)
+    tokens = np.ones((37, 50), np.int32)
+    for i, n in enumerate(lengths):
+        tokens[i, :n] = 5
+    data = Encoded(tokens, lengths, np.arange(37, dtype=np.float32))
+    seen, padded = [], 0
+    for t, y, w in batches(data, 8, 8, 1, np.random.default_rng(1)):
+        assert (
+            t.shape[0] == 8 and t.shape[1] % 8 == 0 and t.shape[1] >= lengths[y.astype(int)].max()
+        )
+        rows = y[w > 0].astype(int)
+        seen += rows.tolist()
+        padded += t.shape[1] * len(rows) - lengths[rows].sum()
+    assert sorted(seen) == list(range(37))
+    assert padded < 0.4 * lengths.sum()  # similar lengths share a batch (random order: ~0.9)

@@ -75,13 +75,24 @@ def batches(
     only a few shapes compile: L is the longest sequence rounded up to a multiple of `bucket`,
     and a short last batch is filled with copies of its first row at weight 0.
 
-    With `rng` the order is shuffled (training); without it sequences go by length (fewer
-    pads), and `index` (the rows, -1 for fillers) comes back as a fourth element.
+    With `rng` the order is shuffled (training): sequences are drawn at random in groups of 16
+    batches, sorted by length within a group (so a batch holds similar lengths and few pads),
+    and the batches then go in random order. Without it sequences go by length, and `index`
+    (the rows, -1 for fillers) comes back as a fourth element.
     """
     n = len(data)
-    order = rng.permutation(n) if rng is not None else np.argsort(data.lengths, kind="stable")
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
+    if rng is None:
+        order = np.argsort(data.lengths, kind="stable")
+        chunks = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+    else:
+        order = rng.permutation(n)
+        group = 16 * batch_size
+        for start in range(0, n, group):
+            chunk = order[start : start + group].copy()
+            order[start : start + group] = chunk[np.argsort(data.lengths[chunk], kind="stable")]
+        starts = rng.permutation(np.arange(0, n, batch_size))
+        chunks = [order[s : s + batch_size] for s in starts]
+    for idx in chunks:
         real = len(idx)
         idx = np.concatenate([idx, np.full(batch_size - real, idx[0])])
         length = int(-(-data.lengths[idx].max() // bucket) * bucket)

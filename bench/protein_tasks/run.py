@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--results", default="bench/results/protein_tasks/runs")
     parser.add_argument("--only-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--methods", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument(
+        "--tag", default="", help="prefix of the method names, e.g. 'random-init ' for a control"
+    )
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -82,10 +85,11 @@ def main() -> None:
     cache = pathlib.Path(args.runs) / "cache"
     for method in args.methods:  # methods outer: every task gets the cheap probes first
         for task in args.only_tasks:
-            target = results / f"{task}-{method}.json"
+            name = f"{args.tag}{method}"
+            target = results / f"{task}-{name.replace(' ', '-')}.json"
             if args.skip_existing and target.exists():
                 continue
-            out = pathlib.Path(args.runs) / f"{task}-{method}"
+            out = pathlib.Path(args.runs) / f"{task}-{name.replace(' ', '-')}"
             recipe = list(RECIPES[method])
             if method.startswith("probe") and TASKS[task] == "per-residue":
                 recipe += PER_RESIDUE_PROBE

@@ -47,6 +47,39 @@ def test_save_then_load_is_bit_exact(tmp_path, config):
     assert_same_outputs(loaded, model, tokens, config.pad_token_id)
 
 
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_half_precision_storage_loads_as_float32_rounded(tmp_path, storage):
+    import ml_dtypes
+
+    model, tok = perturbed_model(V2), TOKENIZERS[V2]
+    save_pretrained(model, tok, tmp_path, dtype=storage)
+    stored = load_file(tmp_path / "model.safetensors")
+    half = np.dtype(ml_dtypes.bfloat16 if storage == "bfloat16" else np.float16)
+    assert {a.dtype for a in stored.values()} == {half}
+    loaded, _ = from_pretrained(tmp_path)
+    for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(loaded), strict=True):
+        assert b.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(a).astype(half).astype(np.float32), b)
+
+
+def test_half_precision_storage_refuses_weights_beyond_float16(tmp_path):
+    model = perturbed_model(V2)
+    model = jax.tree.map(lambda x: x * 1e6 if hasattr(x, "dtype") else x, model)
+    with pytest.raises(CheckpointError, match="float16"):
+        save_pretrained(model, TOKENIZERS[V2], tmp_path / "out", dtype="float16")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="storage dtype"):
+        save_pretrained(perturbed_model(V2), TOKENIZERS[V2], tmp_path / "out", dtype="int8")
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    save_pretrained(perturbed_model(V2), TOKENIZERS[V2], tmp_path / "ckpt")
+    (tmp_path / "plain").write_text("")
+    expected = (tmp_path / "plain").stat().st_mode & 0o777
+    for name in ("model.safetensors", "config.json", "vocab.txt"):
+        assert (tmp_path / "ckpt" / name).stat().st_mode & 0o777 == expected, name
+
+
 # ---- InstaDeep's JAX layout, written in its own conventions -------------------------------------
 
 

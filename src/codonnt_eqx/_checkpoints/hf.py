@@ -180,7 +180,8 @@ class _LazyTensor:
             return array  # memoryview cannot cast an empty array
         with open(self._file, "rb") as f:
             f.seek(self._offset)
-            if f.readinto(memoryview(array).cast("B")) != self._nbytes:
+            # bytes through a uint8 view: the buffer protocol has no bfloat16 ("E") format
+            if f.readinto(memoryview(array.reshape(-1).view(np.uint8))) != self._nbytes:
                 raise CheckpointError(f"{self._file}: truncated ({self._key} is cut)")
         return array
 
@@ -439,6 +440,12 @@ def _hf_config(model: NucleotideTransformer, tokenizer: KmerTokenizer) -> dict:
     return config
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 _STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
@@ -468,7 +475,11 @@ def save_hf(
             tensors[_name_to_hf(name, None)] = np.ascontiguousarray(array)
 
     def write(folder: pathlib.Path) -> None:
-        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        weights = folder / "model.safetensors"
+        save_file(tensors, weights, metadata={"format": "pt"})
+        # safetensors creates the file 0600 whatever the umask: give it the permissions of the
+        # other files, or a checkpoint saved into a shared folder is unreadable to the group.
+        weights.chmod(0o666 & ~_umask())
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         tokenizer.save_vocab(folder / "vocab.txt")
 

@@ -29,41 +29,17 @@ TASKS = {
 }
 # method: extra CLI arguments. Fine-tuning runs at most 4 epochs (patience 2) so that the whole
 # sweep fits a 2-core CPU in well under an hour; probes train a head only and get more epochs.
-COMMON = ["--batch-size", "8", "--bucket", "64", "--seed", "0"]
+COMMON = "--batch-size 8 --probe-batch-size 64 --bucket 64 --seed 0".split()
 RECIPES = {
-    "probe-linear": [
-        "--mode",
-        "probe",
-        "--head",
-        "linear",
-        "--epochs",
-        "200",
-        "--patience",
-        "20",
-        "--probe-batch-size",
-        "64",
-    ],
-    "probe-mlp": [
-        "--mode",
-        "probe",
-        "--head",
-        "mlp",
-        "--hidden",
-        "256",
-        "--epochs",
-        "200",
-        "--patience",
-        "20",
-        "--probe-batch-size",
-        "64",
-    ],
-    "ia3": ["--mode", "ia3", "--epochs", "4", "--patience", "2"],
-    "lora": ["--mode", "lora", "--lora-rank", "8", "--epochs", "4", "--patience", "2"],
-    "full": ["--mode", "full", "--epochs", "4", "--patience", "2"],
+    "probe-linear": "--mode probe --head linear --lr 1e-2 --epochs 200 --patience 20".split(),
+    "probe-mlp": "--mode probe --head mlp --lr 3e-3 --epochs 200 --patience 20".split(),
+    "ia3": "--mode ia3 --epochs 4 --patience 2".split(),
+    "lora": "--mode lora --lora-rank 8 --epochs 4 --patience 2".split(),
+    "full": "--mode full --epochs 4 --patience 2".split(),
 }
 # Per residue the probe has one row per residue (tens of thousands): bigger batches, fewer
 # epochs.
-PER_RESIDUE_PROBE = ["--epochs", "30", "--patience", "5", "--probe-batch-size", "512"]
+PER_RESIDUE_PROBE = "--epochs 30 --patience 5 --probe-batch-size 512".split()
 
 
 def main() -> None:

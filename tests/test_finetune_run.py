@@ -43,6 +43,7 @@ def tiny(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_finetune_command_end_to_end(tmp_path, tiny, capsys):
     task_file = write_task(tmp_path / "residues.csv")
     out = tmp_path / "run"
@@ -84,6 +85,7 @@ def test_finetune_command_end_to_end(tmp_path, tiny, capsys):
     assert accuracy == pytest.approx(results["test"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_probe_command_caches_representations(tmp_path, tiny, capsys):
     task_file = tmp_path / "t.csv"
     rng = np.random.default_rng(1)

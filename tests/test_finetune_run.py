@@ -145,3 +145,22 @@ def test_finetune_command_reports_bad_task_files(tmp_path, tiny, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "error: bad.csv:1: 3 codons but 4 residue labels" in err
+
+
+def test_probe_cache_keeps_each_tasks_own_labels(tmp_path, tiny):
+    from codonnt_eqx.finetune import FinetuneConfig
+    from codonnt_eqx.finetune._train import _probe_features
+
+    model, tok = from_pretrained(tiny)
+    write_task(tmp_path / "r.csv")
+    task = load_task(tmp_path / "r.csv", "per-residue")
+    data = encode_split(task, task.train, tok, max_codons=None)
+    config = FinetuneConfig(batch_size=4)
+    special = tuple(sorted(tok.special_ids))
+    first = _probe_features(model, data, task.kind, config, special, tmp_path / "c", tok.pad_id)
+    # Same sequences, other labels (same labelled residues): cached features, fresh targets.
+    other = type(data)(data.tokens, data.lengths, np.where(data.targets >= 0, 7, -1))
+    second = _probe_features(model, other, task.kind, config, special, tmp_path / "c", tok.pad_id)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 1
+    np.testing.assert_array_equal(second[0], first[0])
+    assert set(second[1].tolist()) == {7} and set(first[1].tolist()) != {7}

@@ -242,18 +242,23 @@ def finetune(
 
 def _probe_features(model, data: Encoded, kind, config, special, cache, pad_id):
     """(features [rows, embed], targets [rows]): pooled per sequence, or one row per labelled
-    residue; computed once per model, layer and sequences, optionally cached on disk."""
-    path = None
+    residue; computed once per model, layer and sequences, optionally cached on disk (the
+    representations only: targets always come from `data`, so tasks on the same sequences
+    share a cache and keep their own labels)."""
+    labelled_rows = data.targets >= 0 if kind == "per-residue" else None
+    path = cached = None
     if cache is not None:
         digest = hashlib.sha256()
         for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)):
             digest.update(np.asarray(leaf).tobytes())
         digest.update(json.dumps([config.layer, config.dtype, kind, special]).encode())
         digest.update(data.tokens.tobytes())
+        if labelled_rows is not None:  # which residues get a row
+            digest.update(np.packbits(labelled_rows).tobytes())
         path = pathlib.Path(cache) / f"representations-{digest.hexdigest()[:24]}.npz"
         if path.exists():
             with np.load(path) as saved:
-                return saved["features"], saved["targets"]
+                cached = saved["features"]
     dtype = jnp.dtype(config.dtype)
 
     @eqx.filter_jit
@@ -266,19 +271,24 @@ def _probe_features(model, data: Encoded, kind, config, special, cache, pad_id):
 
     rows, targets = [], []
     for tokens, target, _, index in batches(data, config.batch_size, config.bucket, pad_id, None):
-        out = np.asarray(embed(model, jnp.asarray(tokens)))
         real = index >= 0
+        out = None if cached is not None else np.asarray(embed(model, jnp.asarray(tokens)))
         if kind == "per-residue":
             labelled = (target >= 0) & real[:, None]
-            rows.append(out[labelled])
             targets.append(target[labelled])
+            if out is not None:
+                rows.append(out[labelled])
         else:
-            rows.append(out[real])
             targets.append(target[real])
-    features, targets = np.concatenate(rows).astype(np.float32), np.concatenate(targets)
+            if out is not None:
+                rows.append(out[real])
+    targets = np.concatenate(targets)
+    if cached is not None:
+        return cached, targets
+    features = np.concatenate(rows).astype(np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, features=features, targets=targets)
+        np.savez(path, features=features)
     return features, targets
 
 

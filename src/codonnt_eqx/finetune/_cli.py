@@ -93,6 +93,11 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
     fit.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     fit.add_argument("--attention", default="auto")
     fit.add_argument("--cache", help="folder caching the probe's representations")
+    fit.add_argument(
+        "--init-head",
+        help="start from the head of an earlier run folder (e.g. a probe's: linear probe, "
+        "then fine-tune)",
+    )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     data = p.add_argument_group("task files")
     data.add_argument("--name", help="task name (default: from the file names)")
@@ -145,6 +150,11 @@ def _run(args: argparse.Namespace) -> None:
         attention=args.attention,
     )
     model, tok = from_pretrained(args.checkpoint)
+    head = None
+    if args.init_head:
+        from ._saving import load_finetuned
+
+        head = load_finetuned(args.init_head, model, tok)[0].head.head
     shipped = args.checkpoint in SHIPPED_MODELS and not os.path.exists(args.checkpoint)
     print(
         f"model: {args.checkpoint}{' (shipped)' if shipped else ''}, "
@@ -158,6 +168,7 @@ def _run(args: argparse.Namespace) -> None:
         out=args.out,
         cache=args.cache,
         model_name=args.checkpoint,
+        head=head,
         progress=not args.no_progress,
     )
     r = result.results

@@ -69,6 +69,7 @@ def finetune(
     out: str | os.PathLike | None = None,
     cache: str | os.PathLike | None = None,
     model_name: str = "",
+    head: Head | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> FinetuneResult:
@@ -85,6 +86,9 @@ def finetune(
     - `cache`: folder for the probe's representations, keyed by the model's weights, the layer
       and the sequences, so a second probe (another head) skips the model.
     - `model_name`: recorded in the results (e.g. the checkpoint folder).
+    - `head`: a trained `Head` to start from instead of a random one, e.g. a probe's
+      (`load_finetuned(probe_run, ...)[0].head.head`): fine-tuning after a linear probe
+      (LP-FT), so that the few fine-tuning steps are not spent fitting the head from scratch.
     - `progress`: show a progress bar; `log`: where messages go.
 
     **Returns:** a `FinetuneResult`.
@@ -122,7 +126,18 @@ def finetune(
     key = jr.key(config.seed)
     k_head, k_lora = jr.split(key)
     special = tuple(sorted(tokenizer.special_ids))
-    head = Head(model.config.embed_dim, task.num_outputs, config.hidden, key=k_head)
+    if head is None:
+        head = Head(model.config.embed_dim, task.num_outputs, config.hidden, key=k_head)
+    elif (head.in_features, head.out_features, head.hidden) != (
+        model.config.embed_dim,
+        task.num_outputs,
+        config.hidden,
+    ):
+        raise ValueError(
+            f"the initial head maps {head.in_features} -> {head.out_features} (hidden "
+            f"{head.hidden}); this model and task need {model.config.embed_dim} -> "
+            f"{task.num_outputs} (hidden {config.hidden})"
+        )
     wrapped = TokenHead(head) if kind == "per-residue" else SequenceHead(head)
     base = model
     if config.mode == "ia3":

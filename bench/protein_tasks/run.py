@@ -102,7 +102,7 @@ def main() -> None:
                 sys.exit(f"failed ({done.returncode}): {printable}")
             record = json.loads((out / "results.json").read_text())
             record |= {
-                "method": method,
+                "method": name,
                 "command": printable,
                 "wall_seconds": time.perf_counter() - start,
             }

@@ -6,7 +6,7 @@ heads), IA³, LoRA and full fine-tuning of a model, each through the `codonnt-eq
     python bench/protein_tasks/run.py runs/protein_tasks --checkpoint codon-nt-mini
     python bench/protein_tasks/table.py bench/results/protein_tasks
 
-Every run's results.json is copied to `bench/results/protein_tasks/runs/<task>-<method>.json`
+Every run's results.json is copied to `bench/results/protein_tasks/lm/<task>-<method>.json`
 with the exact command; `--skip-existing` resumes an interrupted sweep, `--dry-run` prints the
 commands. The recipe is sized for a 2-core CPU (see `RECIPES`).
 """
@@ -28,15 +28,19 @@ TASKS = {
     "gravy": "regression",
 }
 # method: extra CLI arguments. Probes train a head only and get many epochs. Fine-tuning
-# starts from the linear probe's head (LP-FT) and runs 2 epochs on the first 160 codons of
-# each gene (labels cut alike), so that the sweep fits the shared 2-core CPU in half an hour.
+# starts from the linear probe's head (LP-FT) and runs at most 5 epochs (patience 2), so that
+# the sweep fits the shared 2-core CPU in half an hour; the "-short" recipes (2 epochs on the
+# first 160 codons of each gene, labels cut alike) were the first, quicker sweep.
 COMMON = "--batch-size 8 --probe-batch-size 64 --bucket 64 --seed 0".split()
 RECIPES = {
     "probe-linear": "--mode probe --head linear --lr 1e-2 --epochs 200 --patience 20".split(),
     "probe-mlp": "--mode probe --head mlp --lr 3e-3 --epochs 200 --patience 20".split(),
-    "ia3": "--mode ia3 --epochs 2 --max-codons 160".split(),
-    "lora": "--mode lora --lora-rank 8 --epochs 2 --max-codons 160".split(),
-    "full": "--mode full --epochs 2 --max-codons 160".split(),
+    "ia3": "--mode ia3 --epochs 5 --patience 2".split(),
+    "lora": "--mode lora --lora-rank 8 --epochs 5 --patience 2".split(),
+    "full": "--mode full --epochs 5 --patience 2".split(),
+    # the first sweep, cut short to fit the shared CPU: 2 epochs on the first 160 codons
+    "ia3-short": "--mode ia3 --epochs 2 --max-codons 160".split(),
+    "full-short": "--mode full --epochs 2 --max-codons 160".split(),
 }
 # Per residue the probe has one row per residue (tens of thousands): bigger batches, fewer
 # epochs.
@@ -48,7 +52,7 @@ def main() -> None:
     parser.add_argument("tasks", help="folder of build.py's tables")
     parser.add_argument("--checkpoint", default="codon-nt-mini")
     parser.add_argument("--runs", default="runs/protein_tasks/lm", help="run folders")
-    parser.add_argument("--results", default="bench/results/protein_tasks/runs")
+    parser.add_argument("--results", default="bench/results/protein_tasks/lm")
     parser.add_argument("--only-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--methods", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument(

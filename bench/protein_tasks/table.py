@@ -35,7 +35,7 @@ def rows(folder: pathlib.Path) -> list[dict]:
                     "lm": False,
                 }
             )
-    for path in sorted((folder / "runs").glob("*.json")):
+    for path in sorted((folder / "lm").glob("*.json")):
         r = json.loads(path.read_text())
         out.append(
             {

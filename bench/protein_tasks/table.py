@@ -64,17 +64,18 @@ def table(records: list[dict]) -> str:
         lines += [
             f"### {task} ({kind}; test {metric})",
             "",
-            f"| method | test {metric} | "
+            f"| method | test {metric} | vs best no-LM | "
             + " | ".join(f"test {o}" for o in others)
             + f" | validation {metric} | trainable params | best/run epochs | seconds |",
-            "|---|---:|" + "---:|" * len(others) + "---:|---:|---:|---:|",
+            "|---|---:|---:|" + "---:|" * len(others) + "---:|---:|---:|---:|",
         ]
         for r in sorted(group, key=lambda r: -r["test"][metric]):
-            mark = ""
+            delta = "-"
             if r["lm"] and best_baseline is not None:
-                mark = " (beats the best baseline)" if r["test"][metric] > best_baseline else ""
+                delta = f"{r['test'][metric] - best_baseline:+.3f}"
             cells = [
-                f"{r['test'][metric]:.3f}{mark}",
+                f"{r['test'][metric]:.3f}",
+                delta,
                 *(f"{r['test'][o]:.3f}" for o in others),
                 f"{r['validation'][metric]:.3f}",
                 "-" if r["trainable"] is None else f"{r['trainable']:,}",

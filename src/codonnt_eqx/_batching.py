@@ -15,15 +15,15 @@ class BucketedRunner:
 
     A row of `n` tokens goes into a batch padded to `ceil(n / bucket) * bucket` tokens
     (at most `max_length`); a full batch of length `L` has `batch_tokens // L` rows (at most
-    `max_batch`), and the last, partial batch of a length is padded with empty rows to a
-    power of two. So the number of compiled shapes stays small (lengths x log2 of rows) and
-    each is compiled once, ahead of its first use, with its time counted apart in
-    `compile_seconds`.
+    `max_batch`), and the rest of a length is run as batches of 2^i rows, the binary digits
+    of its count (13 = 8 + 4 + 1), so no row is wasted. The number of compiled shapes stays
+    small (lengths x log2 of rows) and each is compiled once, ahead of its first use, with
+    its time counted apart in `compile_seconds`.
 
     **Arguments:**
 
     - `fn`: `fn(model, tokens: int32 [rows, length]) -> array [rows, length, ...]`.
-    - `pad_id`: the id padded rows and empty rows are filled with.
+    - `pad_id`: the id rows are padded with.
     - `bucket`, `max_length`, `batch_tokens`, `max_batch`: as above.
     """
 
@@ -87,11 +87,8 @@ class BucketedRunner:
         for length in np.unique(padded).tolist():
             members = np.flatnonzero(padded == length)
             full = self._rows_per_batch(length)
-            for begin in range(0, len(members), full):
-                part = members[begin : begin + full]
-                num_rows = (
-                    full if len(part) == full else min(full, 1 << (len(part) - 1).bit_length())
-                )
+            for part in _split(members, full):
+                num_rows = len(part)
                 batch = np.full((num_rows, length), self._pad_id, np.int32)
                 for j, i in enumerate(part):
                     batch[j, : lengths[i]] = rows[i]
@@ -103,3 +100,14 @@ class BucketedRunner:
                     row = out[j, : lengths[i]]
                     results[i] = row if reduce is None else reduce(int(i), row)
         return results
+
+
+def _split(members: np.ndarray, full: int) -> list[np.ndarray]:
+    """`members` as full batches, then the rest as batches of decreasing powers of two."""
+    parts = [members[i : i + full] for i in range(0, len(members) - len(members) % full, full)]
+    rest = members[len(members) - len(members) % full :]
+    while len(rest):
+        size = 1 << (len(rest).bit_length() - 1)
+        parts.append(rest[:size])
+        rest = rest[size:]
+    return parts

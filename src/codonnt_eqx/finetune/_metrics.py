@@ -11,8 +11,12 @@ PRIMARY_METRIC = {"regression": "spearman", "classification": "mcc", "per-residu
 
 def pearson(prediction: Float[np.ndarray, " n"], target: Float[np.ndarray, " n"]) -> float:
     """Pearson correlation; NaN when either side is constant."""
-    x = np.asarray(prediction, np.float64) - np.mean(prediction)
-    y = np.asarray(target, np.float64) - np.mean(target)
+    x, y = np.asarray(prediction, np.float64), np.asarray(target, np.float64)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        # Tested exactly: subtracting the rounded mean of a constant leaves ~1e-16 residues,
+        # which would correlate to a meaningless number instead of NaN (scipy's answer).
+        return float("nan")
+    x, y = x - x.mean(), y - y.mean()
     denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
     return float(np.sum(x * y) / denominator) if denominator > 0 else float("nan")
 

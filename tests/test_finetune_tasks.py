@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from codonnt_eqx import KmerTokenizer
+from codonnt_eqx._genetic_code import translate
 from codonnt_eqx.finetune import TaskError, load_task
 from codonnt_eqx.finetune._data import encode_split
 
@@ -80,8 +81,6 @@ def test_token_i_is_codon_i(tmp_path):
         codons = [seq[3 * i : 3 * i + 3] for i in range(len(labels)) if labels[i] >= 0]
         assert [tok.decode(tokens[p : p + 1]) for p in labelled] == codons
         residues = [task.classes[targets[p]] for p in labelled]
-        from Bio.Seq import translate
-
         assert "".join(residues) == translate("".join(codons))
 
 

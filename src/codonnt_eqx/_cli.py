@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -79,7 +78,7 @@ def _embedding_model(args: argparse.Namespace):
     from ._checkpoints import from_pretrained
     from ._config import preset
     from ._model import NucleotideTransformer
-    from ._shipped import DEFAULT_MODEL, SHIPPED_MODELS
+    from ._shipped import DEFAULT_MODEL, names_shipped_model
 
     if args.random_init:
         model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(args.seed))
@@ -92,7 +91,7 @@ def _embedding_model(args: argparse.Namespace):
     name = args.checkpoint or DEFAULT_MODEL
     model, tok = from_pretrained(name, uppercase=lenient, iupac_to_n=lenient)
     size = f"{model.num_parameters() / 1e6:.1f}M parameters"
-    if name in SHIPPED_MODELS and not os.path.exists(name):
+    if names_shipped_model(name):
         description = (
             f"{name} ({size}), shipped with codonnt-eqx: a small model pretrained here on a few "
             "genomes, not the published Codon-NT (see --checkpoint and the README)"

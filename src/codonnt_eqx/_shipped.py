@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
 import pathlib
 
 # The default of `codonnt-eqx embed`; its model card is MODEL_CARD.md in its folder.
@@ -21,3 +22,9 @@ def shipped_model_path(name: str) -> pathlib.Path:
             "without its data files (reinstall with pip install codonnt-eqx)"
         )
     return folder
+
+
+def names_shipped_model(path: str | os.PathLike) -> bool:
+    """Whether `from_pretrained(path)` loads a shipped model: `path` is a shipped model's name
+    and no file or folder of that name exists (an existing folder wins)."""
+    return isinstance(path, str) and path in SHIPPED_MODELS and not os.path.exists(path)

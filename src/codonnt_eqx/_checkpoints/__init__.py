@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._model import NucleotideTransformer
-from .._shipped import SHIPPED_MODELS, shipped_model_path
+from .._shipped import SHIPPED_MODELS, names_shipped_model, shipped_model_path
 from .._tokenizers import KmerTokenizer
 from ._errors import CheckpointError
 from .hf import load_hf, save_hf
@@ -75,7 +75,7 @@ def from_pretrained(
     if {"k", "layout"} & tokenizer_options.keys():
         raise TypeError("the checkpoint sets the tokenizer's k and layout")
     KmerTokenizer(1, **tokenizer_options)  # a misspelt option fails now, before any reading
-    if isinstance(path, str) and path in SHIPPED_MODELS and not os.path.exists(path):
+    if names_shipped_model(path):
         path = shipped_model_path(path)
     path = pathlib.Path(path)
     if not path.is_dir():

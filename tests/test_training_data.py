@@ -260,24 +260,29 @@ def assert_tokens_are_the_windows(tokens, windows, tokenizer):
         assert decoded == window or "N" in window
 
 
-class NoK:
-    """A tokenizer that does not say how many bases a token holds."""
+class BadWindow:
+    """A tokenizer whose nucleotides_for_tokens answers nonsense."""
 
-    def __init__(self):
-        self._inner = KmerTokenizer(2)
+    def __init__(self, answer):
+        self._inner, self._answer = KmerTokenizer(2), answer
+
+    def nucleotides_for_tokens(self, tokens):
+        return self._answer
 
     def __getattr__(self, name):
-        if name == "k":
-            raise AttributeError(name)
         return getattr(self._inner, name)
 
 
-def test_a_tokenizer_without_k_needs_nucleotides_per_window(corpus):
-    with pytest.raises(ValueError, match="pass nucleotides_per_window"):
-        corpus.batch(0, 0, 2, window_tokens=11, tokenizer=NoK())
-    tokens = corpus.batch(0, 0, 2, window_tokens=11, tokenizer=NoK(), nucleotides_per_window=20)
+@pytest.mark.parametrize("answer", [0, -3, 2.5, None, True])
+def test_a_tokenizer_with_a_bad_window_answer_is_refused(corpus, answer):
+    with pytest.raises(ValueError, match="not a positive int"):
+        corpus.batch(0, 0, 2, window_tokens=11, tokenizer=BadWindow(answer))
+    # an explicit nucleotides_per_window does not ask the tokenizer
+    tokens = corpus.batch(
+        0, 0, 2, window_tokens=11, tokenizer=BadWindow(answer), nucleotides_per_window=20
+    )
     coords = corpus.batch_coordinates(
-        0, 0, 2, window_tokens=11, tokenizer=NoK(), nucleotides_per_window=20
+        0, 0, 2, window_tokens=11, tokenizer=BadWindow(answer), nucleotides_per_window=20
     )
     assert coords.length == 20 and tokens.shape == (2, 11)
     assert_tokens_are_the_windows(tokens, corpus.window_sequences(coords), KmerTokenizer(2))

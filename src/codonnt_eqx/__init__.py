@@ -1,6 +1,7 @@
 """Codon-NT (Nucleotide Transformer v2, 3-mer tokens) in JAX + Equinox."""
 
 from . import kernels as kernels
+from . import tokenizers as tokenizers
 from ._checkpoints import CheckpointError as CheckpointError
 from ._checkpoints import UnsafePickleError as UnsafePickleError
 from ._checkpoints import from_pretrained as from_pretrained
@@ -27,10 +28,13 @@ from ._scores import pseudo_log_likelihood as pseudo_log_likelihood
 from ._scores import score_variants as score_variants
 from ._shipped import DEFAULT_MODEL as DEFAULT_MODEL
 from ._shipped import SHIPPED_MODELS as SHIPPED_MODELS
-from ._tokenizers import KmerTokenizer as KmerTokenizer
-from ._tokenizers import SequenceError as SequenceError
-from ._tokenizers import SequenceTooLongError as SequenceTooLongError
-from ._tokenizers import Tokenizer as Tokenizer
 from ._variant_files import read_variants as read_variants
+from .tokenizers import KmerTokenizer as KmerTokenizer
+from .tokenizers import NucleotideTokenizer as NucleotideTokenizer
+from .tokenizers import SequenceError as SequenceError
+from .tokenizers import SequenceTooLongError as SequenceTooLongError
+from .tokenizers import Tokenizer as Tokenizer
+from .tokenizers import load_tokenizer as load_tokenizer
+from .tokenizers import save_tokenizer as save_tokenizer
 
 __version__ = "0.1.0"

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._fasta import FastaRecord, read_fasta
-from ._tokenizers import IUPAC_AMBIGUITY, MAX_K, KmerTokenizer
 from .kernels import IMPLEMENTATIONS
+from .tokenizers._kmer import MAX_K, KmerTokenizer
+from .tokenizers._validation import IUPAC_AMBIGUITY
 from .training._errors import TrainingError
 
 

@@ -14,8 +14,8 @@ from jaxtyping import Float, Int
 from ._batching import BucketedRunner
 from ._fasta import FastaRecord
 from ._model import NucleotideTransformer
-from ._tokenizers import SequenceError, Tokenizer
 from ._windows import plan_windows
+from .tokenizers import SequenceError, Tokenizer
 
 Pooling = Literal["mean", "cls", "max", "none"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")

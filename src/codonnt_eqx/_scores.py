@@ -15,8 +15,8 @@ from ._consequence import consequence, looks_coding
 from ._embed import DTYPES, default_window
 from ._fasta import FastaRecord
 from ._model import NucleotideTransformer
-from ._tokenizers import SequenceError, Tokenizer
 from ._windows import plan_windows
+from .tokenizers import SequenceError, Tokenizer
 
 _ROWS_PER_CALL = 2048  # masked copies made at a time: bounds memory on long sequences
 

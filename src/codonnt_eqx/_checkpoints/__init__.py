@@ -11,7 +11,7 @@ import numpy as np
 
 from .._model import NucleotideTransformer
 from .._shipped import SHIPPED_MODELS, names_shipped_model, shipped_model_path
-from .._tokenizers import KmerTokenizer
+from ..tokenizers import KmerTokenizer
 from ._errors import CheckpointError
 from .hf import load_hf, save_hf
 from .jax_layout import load_jax

@@ -13,7 +13,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from .._model import NucleotideTransformer
-from .._tokenizers import MAX_K, KmerTokenizer
+from ..tokenizers._kmer import MAX_K, KmerTokenizer
 from ._atomic import replace_files
 from ._build import Name, build_model, parameter_arrays
 from ._errors import CheckpointError

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 from ._tasks import Task, TaskError, TaskSplit
 
 

@@ -14,7 +14,7 @@ import jax.random as jr
 import numpy as np
 
 from .._model import NucleotideTransformer
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 from ._adapters import trainable_filter
 from ._heads import Head, SequenceHead, TokenHead
 from ._ia3 import add_ia3

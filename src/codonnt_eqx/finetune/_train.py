@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from .._model import NucleotideTransformer
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 from ._adapters import trainable_filter
 from ._config import FinetuneConfig
 from ._data import Encoded, batches, encode_split

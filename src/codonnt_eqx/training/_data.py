@@ -26,7 +26,8 @@ import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
 
 from .._fasta import BinaryStream, FastaError, read_fasta
-from .._tokenizers import IUPAC_AMBIGUITY, Tokenizer
+from ..tokenizers import Tokenizer
+from ..tokenizers._validation import IUPAC_AMBIGUITY
 
 Source = str | os.PathLike | BinaryStream
 
@@ -367,9 +368,9 @@ class GenomeCorpus:
         - `batch_size`: the global batch size, divisible by `process_count`.
         - `window_tokens`: tokens per row.
         - `tokenizer`: any `Tokenizer` accepting upper-case `A C G T N` strings.
-        - `nucleotides_per_window`: bases per window. Default, for a tokenizer with `k`:
-          `(window_tokens - 1) * k` (`window_tokens * k` if its `prepend_cls` is False), so a
-          window without N is exactly `window_tokens` tokens. Required otherwise.
+        - `nucleotides_per_window`: bases per window. Default:
+          `tokenizer.nucleotides_for_tokens(window_tokens)` (for `KmerTokenizer(k)`,
+          `(window_tokens - 1) * k`, so a window without N is exactly `window_tokens` tokens).
         - `process_index`, `process_count`: this process's rows are global examples
           `process_index * B / P` to `(process_index + 1) * B / P`.
 
@@ -632,15 +633,13 @@ def _window_bases(window_tokens: int, tokenizer: Tokenizer, nucleotides: int | N
     if nucleotides is not None:
         _check_int("nucleotides_per_window", nucleotides, minimum=1)
         return nucleotides
-    k = getattr(tokenizer, "k", None)
-    if not isinstance(k, int):
+    length = tokenizer.nucleotides_for_tokens(window_tokens)
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(
-            f"{tokenizer!r} has no integer k (nucleotides per token); pass nucleotides_per_window"
+            f"{tokenizer!r}.nucleotides_for_tokens({window_tokens}) gave {length!r}, not a "
+            "positive int"
         )
-    length = (window_tokens - int(bool(getattr(tokenizer, "prepend_cls", True)))) * k
-    if length < 1:
-        raise ValueError(f"window_tokens={window_tokens} leaves no room for bases after <cls>")
-    return length
+    return int(length)
 
 
 def _process_slice(batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:

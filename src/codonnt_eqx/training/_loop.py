@@ -20,7 +20,7 @@ import numpy as np
 
 from .._config import ModelConfig
 from .._model import NucleotideTransformer
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 from ._checkpoint import TrainingCheckpoints
 from ._config import PretrainConfig
 from ._data import GenomeCorpus

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 
 
 class LossMetrics(eqx.Module):
@@ -34,11 +34,8 @@ class LossMetrics(eqx.Module):
 
 
 def nucleotides_per_token(tokenizer: Tokenizer) -> Int[np.ndarray, " vocab"]:
-    """How many nucleotides each token covers: 0 for special tokens, else the length of its
-    string (3 for a 3-mer, 1 for a single base or `N`).
-
-    Valid for `KmerTokenizer` and any tokenizer whose token strings are the nucleotides they
-    cover.
+    """How many nucleotides each token adds to the sequence, from `tokenizer.token_nucleotides`:
+    0 for special tokens, 3 for a 3-mer, 1 for a single base or `N` or an overlapping k-mer.
 
     **Arguments:**
 
@@ -52,11 +49,15 @@ def nucleotides_per_token(tokenizer: Tokenizer) -> Int[np.ndarray, " vocab"]:
     nucleotides_per_token(KmerTokenizer(3))  # [0]*6 + [3]*64 + [1]*5
     ```
     """
-    special = tokenizer.special_ids
-    return np.array(
-        [0 if i in special else len(t) for i, t in enumerate(tokenizer.vocabulary)],
-        dtype=np.int32,
-    )
+    out = np.asarray(tokenizer.token_nucleotides)
+    if out.shape != (tokenizer.vocab_size,) or not np.issubdtype(out.dtype, np.integer):
+        raise ValueError(
+            f"{tokenizer!r}.token_nucleotides must be int [{tokenizer.vocab_size}], got "
+            f"{out.dtype} {out.shape}"
+        )
+    if (out < 0).any() or out[sorted(tokenizer.special_ids)].any():
+        raise ValueError(f"{tokenizer!r}.token_nucleotides: negative, or non-zero for a special")
+    return out.astype(np.int32)
 
 
 def _per_position(

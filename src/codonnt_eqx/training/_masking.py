@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Int, PRNGKeyArray
 
-from .._tokenizers import Tokenizer
+from ..tokenizers import Tokenizer
 
 
 class MaskedTokens(eqx.Module):

@@ -16,8 +16,8 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._model import NucleotideTransformer
-from .._tokenizers import Tokenizer
 from ..kernels import IMPLEMENTATIONS, Implementation
+from ..tokenizers import Tokenizer
 from ._loss import LossMetrics, masked_lm_metrics, nucleotides_per_token
 from ._masking import mask_tokens, maskable_tokens
 

@@ -1,83 +1,36 @@
-"""Tokenizers: the `Tokenizer` protocol and the Nucleotide Transformer k-mer tokenizer."""
+"""The Nucleotide Transformer k-mer tokenizer (Codon-NT: k = 3) and its single-nucleotide
+special case."""
 
 from __future__ import annotations
 
 import itertools
 import os
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 from jaxtyping import Int
 
-NUCLEOTIDES = "ATCG"  # NT's k-mer order: itertools.product over this alphabet
-IUPAC_AMBIGUITY = "RYSWKMBDHV"
-SPECIALS_V2 = ("<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>")
+from ._validation import (
+    N_CODE,
+    NUCLEOTIDES,
+    SPECIALS,
+    check_ids,
+    normalising_table,
+    padded_length,
+    sequence_codes,
+    tiling_spans,
+)
+
+SPECIALS_V2 = SPECIALS
 SPECIALS_V1_HEAD = ("<unk>", "<pad>", "<mask>", "<cls>")
 SPECIALS_V1_TAIL = ("<eos>", "<bos>")
 MAX_K = 12  # 4^12 = 16.7M tokens already; beyond that the vocabulary does not fit a model
 
-# Byte codes of the cell arrays: A T C G in k-mer order, then N, the filler that completes
-# single-base cells and pads rows, and the mark of an invalid character.
-_N, _FILL, _BAD = 4, 5, 255
+# Cell codes: the base codes A T C G N, then the filler that completes single-base cells and
+# pads rows.
+_N, _FILL = N_CODE, 5
 _N_BYTE = bytes([_N])
-
-
-class SequenceError(ValueError):
-    """A sequence the tokenizer cannot encode.
-
-    Attributes `index` (which sequence of the batch), `position` (0-based, or None) and
-    `char` (the offending character, or None) say exactly where.
-    """
-
-    def __init__(self, message: str, *, index: int, position: int | None, char: str | None):
-        super().__init__(message)
-        self.index = index
-        self.position = position
-        self.char = char
-
-
-class SequenceTooLongError(ValueError):
-    """A sequence whose tokens do not fit the requested padded length."""
-
-    def __init__(self, message: str, *, index: int, num_tokens: int, length: int):
-        super().__init__(message)
-        self.index = index
-        self.num_tokens = num_tokens
-        self.length = length
-
-
-@runtime_checkable
-class Tokenizer(Protocol):
-    """What the model and training code need from a tokenizer.
-
-    Implement this to plug a new tokenization in; nothing in the model refers to k-mers.
-    Spans are `(start, end)` nucleotide offsets into the input; special and pad tokens get
-    `(0, 0)`.
-    """
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]: ...
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def pad_id(self) -> int: ...
-    @property
-    def mask_id(self) -> int: ...
-    @property
-    def cls_id(self) -> int: ...
-    @property
-    def unk_id(self) -> int: ...
-    @property
-    def special_ids(self) -> frozenset[int]: ...
-    def encode(self, sequence: str) -> list[int]: ...
-    def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
-    def batch_encode(
-        self, sequences: Sequence[str], length: int | None = None
-    ) -> Int[np.ndarray, "batch length"]: ...
-    def batch_encode_with_spans(
-        self, sequences: Sequence[str], length: int | None = None
-    ) -> tuple[Int[np.ndarray, "batch length"], Int[np.ndarray, "batch length 2"]]: ...
 
 
 def _kmer_vocabulary(k: int, layout: Literal["v1", "v2"]) -> tuple[str, ...]:
@@ -86,18 +39,6 @@ def _kmer_vocabulary(k: int, layout: Literal["v1", "v2"]) -> tuple[str, ...]:
     if layout == "v2":
         return (*SPECIALS_V2, *kmers, *singles)
     return (*SPECIALS_V1_HEAD, *kmers, *singles, *SPECIALS_V1_TAIL)
-
-
-def _describe(char: str, position: int) -> str:
-    if char == ">" and position == 0:
-        return "this looks like a FASTA header; read files with codonnt_eqx.read_fasta"
-    if char.isspace():
-        return "whitespace is not a base; strip the sequence (newlines inside FASTA records?)"
-    if char in "acgtn":
-        return "lowercase base; pass uppercase=True to accept soft-masked input"
-    if char.upper() in IUPAC_AMBIGUITY:
-        return "IUPAC ambiguity code; pass iupac_to_n=True to map it to N"
-    return "only A, C, G, T and N are valid"
 
 
 class KmerTokenizer:
@@ -146,7 +87,7 @@ class KmerTokenizer:
         self._kmer_offset = len(SPECIALS_V2 if layout == "v2" else SPECIALS_V1_HEAD)
         self._single_offset = self._kmer_offset + 4**k
         self._special_ids = frozenset(self._ids[t] for t in SPECIALS_V2)
-        self._normalise = self._normalising_table()
+        self._normalise = normalising_table(uppercase=uppercase, iupac_to_n=iupac_to_n)
         self._single_cells = [bytes([code]) + bytes([_FILL]) * (k - 1) for code in range(_FILL + 1)]
         # Cell code (A T C G N filler) of a single-base cell -> token id.
         self._single_ids = np.array(
@@ -160,17 +101,6 @@ class KmerTokenizer:
             ["" if i in self._special_ids else t for i, t in enumerate(self._vocabulary)],
             dtype=object,
         )
-
-    def _normalising_table(self) -> bytes:
-        """bytes.translate table: valid input -> its cell code, anything else -> `_BAD`."""
-        table = bytearray([_BAD]) * 256
-        codes = {b: i for i, b in enumerate(NUCLEOTIDES + "N")}
-        codes |= dict.fromkeys(IUPAC_AMBIGUITY * self.iupac_to_n, _N)
-        for char, code in codes.items():
-            table[ord(char)] = code
-            if self.uppercase:
-                table[ord(char.lower())] = code
-        return bytes(table)
 
     def __repr__(self) -> str:
         return (
@@ -237,6 +167,36 @@ class KmerTokenizer:
     def special_ids(self) -> frozenset[int]:
         return self._special_ids
 
+    @property
+    def mask_span(self) -> int:
+        """1: k-mers do not overlap, so masking hides tokens one at a time."""
+        return 1
+
+    @property
+    def token_nucleotides(self) -> Int[np.ndarray, " vocab"]:
+        """Nucleotides per token: k for a k-mer, 1 for a single base or N, 0 for specials."""
+        return self._token_bases.copy()
+
+    def nucleotides_for_tokens(self, tokens: int) -> int:
+        """Bases that make exactly `tokens` tokens (with `<cls>`) from a sequence without N."""
+        bases = (tokens - int(self.prepend_cls)) * self.k
+        if bases < 1:
+            raise ValueError(f"{tokens} tokens leave no room for bases after <cls>")
+        return bases
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "layout": self.layout,
+            "prepend_cls": self.prepend_cls,
+            "uppercase": self.uppercase,
+            "iupac_to_n": self.iupac_to_n,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> KmerTokenizer:
+        return cls(**config)
+
     def token_to_id(self, token: str) -> int:
         try:
             return self._ids[token]
@@ -288,44 +248,6 @@ class KmerTokenizer:
     # that code followed by k-1 filler codes, and rows are filled with filler cells to a
     # common length. NumPy then reads the [batch, length, k] cell array in a few passes.
 
-    def _codes(self, sequences: Sequence[str]) -> list[bytes]:
-        if isinstance(sequences, str):
-            raise TypeError("expected a list of sequences, got one string; use encode()")
-        out = []
-        for index, seq in enumerate(sequences):
-            if not isinstance(seq, str):
-                raise SequenceError(
-                    f"sequence {index}: expected str, got {type(seq).__name__}",
-                    index=index,
-                    position=None,
-                    char=None,
-                )
-            if not seq:
-                raise SequenceError(
-                    f"sequence {index} is empty", index=index, position=None, char=None
-                )
-            try:
-                raw = seq.encode("ascii")
-            except UnicodeEncodeError as e:
-                self._raise_invalid(seq, index, e.start)
-            norm = raw.translate(self._normalise)
-            bad = norm.find(_BAD)
-            if bad >= 0:
-                self._raise_invalid(seq, index, bad)
-            out.append(norm)
-        return out
-
-    @staticmethod
-    def _raise_invalid(seq: str, index: int, position: int):
-        char = seq[position]
-        raise SequenceError(
-            f"sequence {index}, position {position}: invalid character {char!r} "
-            f"({_describe(char, position)})",
-            index=index,
-            position=position,
-            char=char,
-        )
-
     def _cells(self, seq: bytes) -> bytes:
         """One sequence as token cells of k bytes each."""
         k = self.k
@@ -351,11 +273,7 @@ class KmerTokenizer:
         Special and pad tokens get the empty span `(0, 0)`.
         """
         ids = self.batch_encode(sequences, length)
-        sizes = self._token_bases[ids]
-        end = np.cumsum(sizes, axis=1, dtype=np.int32)
-        spans = np.stack([end - sizes, end], axis=-1)
-        spans[sizes == 0] = 0
-        return ids, spans
+        return ids, tiling_spans(ids, self._token_bases)
 
     def batch_encode(
         self, sequences: Sequence[str], length: int | None = None
@@ -366,22 +284,9 @@ class KmerTokenizer:
         `SequenceTooLongError` naming it. Invalid characters raise `SequenceError`.
         """
         k, extra = self.k, int(self.prepend_cls)
-        rows = [self._cells(seq) for seq in self._codes(sequences)]
+        rows = [self._cells(seq) for seq in sequence_codes(sequences, self._normalise)]
         sizes = np.fromiter((len(r) // k for r in rows), dtype=np.int64, count=len(rows)) + extra
-        if length is None:
-            length = int(sizes.max()) if rows else extra
-        elif length < 1:
-            raise ValueError(f"length must be positive, got {length}")
-        too_long = np.flatnonzero(sizes > length)
-        if too_long.size:
-            i = int(too_long[0])
-            raise SequenceTooLongError(
-                f"sequence {i} has {int(sizes[i])} tokens, which does not fit length {length}"
-                + (" (including <cls>)" if extra else ""),
-                index=i,
-                num_tokens=int(sizes[i]),
-                length=length,
-            )
+        length = padded_length(sizes.tolist(), length, cls=bool(extra))
         filler = self._single_cells[_FILL]
         padded = []
         for row, size in zip(rows, sizes.tolist(), strict=True):
@@ -416,16 +321,5 @@ class KmerTokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The nucleotides of a token sequence; special and pad tokens are dropped."""
-        arr = np.asarray(ids)
-        if arr.size == 0:
-            return ""
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"decode expects a 1-D sequence of integer ids, got shape {arr.shape}")
-        arr = arr.astype(np.int64)
-        bad = np.flatnonzero((arr < 0) | (arr >= self.vocab_size))
-        if bad.size:
-            raise ValueError(
-                f"id {int(arr[bad[0]])} at position {int(bad[0])} is outside the vocabulary "
-                f"(size {self.vocab_size})"
-            )
+        arr = check_ids(ids, self.vocab_size)
         return "".join(self._id_to_text[arr].tolist())

@@ -309,3 +309,35 @@ def test_matches_transformers_esm(tmp_path, variant, serialization):
     for a, b in pairs:
         b = b.numpy()[valid]
         np.testing.assert_allclose(np.asarray(a)[valid], b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_any_tokenizer_saves_and_loads_with_its_model(tmp_path):
+    """A tokenizer other than a plain KmerTokenizer goes into codonnt_tokenizer.json and comes
+    back as itself, with the caller's options over its saved ones."""
+    import jax.random as jr
+
+    from codonnt_eqx import CodonTokenizer, ModelConfig, NucleotideTransformer
+
+    tok = CodonTokenizer(1, partial="drop")
+    config = ModelConfig(tok.vocab_size, 16, 1, 2, 32, max_positions=64)
+    model = NucleotideTransformer(config, key=jr.key(0))
+    save_pretrained(model, tok, tmp_path / "m")
+    assert (tmp_path / "m" / "codonnt_tokenizer.json").exists()
+    loaded, back = from_pretrained(tmp_path / "m", uppercase=True)
+    assert type(back) is CodonTokenizer
+    assert (back.frame, back.partial, back.uppercase) == (1, "drop", True)
+    ids = jnp.asarray(back.batch_encode(["AatgNNcTAG"]))
+    assert ids.tolist() == tok.batch_encode(["AATGNNCTAG"]).tolist()
+    np.testing.assert_array_equal(loaded(ids[0]).logits, model(ids[0]).logits)
+    # re-saving with a plain k-mer tokenizer retires the tokenizer file
+    kmer = KmerTokenizer(2)
+    small = NucleotideTransformer(
+        ModelConfig(kmer.vocab_size, 16, 1, 2, 32, max_positions=64, k_for_kmers=2), key=jr.key(1)
+    )
+    save_pretrained(small, kmer, tmp_path / "m")
+    assert not (tmp_path / "m" / "codonnt_tokenizer.json").exists()
+    assert type(from_pretrained(tmp_path / "m")[1]) is KmerTokenizer
+    # a tokenizer whose vocabulary does not fit the model is refused before writing
+    with pytest.raises(CheckpointError, match="136 tokens"):
+        save_pretrained(small, tok, tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -503,3 +503,33 @@ def test_bad_arguments_are_refused_before_reading(options, message):
     options = {"names": ["a", "b"], **options}
     with pytest.raises(ValueError, match=message):
         GenomeCorpus.from_fasta([Unreadable(), Unreadable()], **options)
+
+
+def test_aligned_forward_corpus_keeps_the_reading_frame(tmp_path):
+    """alignment=3, both_strands=False: every training and validation window starts at a codon
+    of its record, on the given strand, and a codon tokenizer reads it in frame."""
+    from codonnt_eqx import CodonTokenizer
+
+    rng = np.random.default_rng(0)
+    genes = ["".join(rng.choice(list("ACGT"), size=n)) for n in (301, 452, 600, 999)]
+    path = tmp_path / "cds.fa"
+    path.write_text("".join(f">g{i}\n{g}\n" for i, g in enumerate(genes)))
+    corpus = GenomeCorpus.from_fasta(path, validation_fraction=0.2, alignment=3, both_strands=False)
+    tok = CodonTokenizer()
+    for step in range(20):
+        coords = corpus.batch_coordinates(0, step, 8, window_tokens=11, tokenizer=tok)
+        assert not coords.reverse.any()
+        assert (coords.start % 3 == 0).all()
+        for r, start, window in zip(
+            coords.record, coords.start, corpus.window_sequences(coords), strict=True
+        ):
+            assert genes[r][start : start + 30] == window
+    held = corpus.held_out_regions()
+    assert len(held) == 4 and all(region.start % 3 == 0 for region in held)
+    assert all(region.end - region.start >= 0.2 * len(genes[i]) for i, region in enumerate(held))
+    val = corpus.validation_coordinates(window_tokens=11, tokenizer=tok)
+    assert val.start.size > 0 and (val.start % 3 == 0).all()
+    # the default corpus draws from both strands at any offset
+    free = GenomeCorpus.from_fasta(path, validation_fraction=0.2)
+    coords = free.batch_coordinates(0, 0, 64, window_tokens=11, tokenizer=tok)
+    assert coords.reverse.any() and (coords.start % 3 != 0).any()

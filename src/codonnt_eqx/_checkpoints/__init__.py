@@ -11,7 +11,7 @@ import numpy as np
 
 from .._model import NucleotideTransformer
 from .._shipped import SHIPPED_MODELS, names_shipped_model, shipped_model_path
-from ..tokenizers import KmerTokenizer
+from ..tokenizers import KmerTokenizer, Tokenizer
 from ._errors import CheckpointError
 from .hf import load_hf, save_hf
 from .jax_layout import load_jax
@@ -47,7 +47,7 @@ def _parameter_dtype(dtype) -> jnp.dtype:
 
 def from_pretrained(
     path: str | os.PathLike, *, dtype=None, **tokenizer_options
-) -> tuple[NucleotideTransformer, KmerTokenizer]:
+) -> tuple[NucleotideTransformer, Tokenizer]:
     """Load a published (or saved) model and its tokenizer from a local folder, or a model that
     ships with the package by name (`"codon-nt-mini"`, see `SHIPPED_MODELS`); never fetches.
 
@@ -64,7 +64,9 @@ def from_pretrained(
       the name of a shipped model (an existing folder of that name takes precedence).
     - `dtype`: parameter dtype: float32 (the default), bfloat16 (half the memory), float16, or
       float64 when `jax_enable_x64` is on; anything else is a `ValueError`.
-    - `tokenizer_options`: passed to `KmerTokenizer` (`uppercase`, `iupac_to_n`, ...).
+    - `tokenizer_options`: passed to the tokenizer (`uppercase`, `iupac_to_n`, ...): a
+      `KmerTokenizer` for the published checkpoints, the saved tokenizer's class for a folder
+      with `codonnt_tokenizer.json` (any `Tokenizer`, see `save_pretrained`).
 
     Raises `CheckpointError` naming the file and key for anything missing, unexpected,
     mis-typed, mis-shaped, corrupt or inconsistent (a vocabulary that does not fit the
@@ -91,13 +93,16 @@ def from_pretrained(
 
 def save_pretrained(
     model: NucleotideTransformer,
-    tokenizer: KmerTokenizer,
+    tokenizer: Tokenizer,
     path: str | os.PathLike,
     *,
     dtype: str = "float32",
 ) -> None:
     """Write the Hugging Face layout (config.json, vocab.txt, model.safetensors), which
     `from_pretrained` reads back (bit-exactly from float32) and transformers' ESM tools read.
+
+    A tokenizer other than a plain `KmerTokenizer` is also saved as `codonnt_tokenizer.json`
+    (its class's import path and `to_config()`), from which `from_pretrained` rebuilds it.
 
     `dtype` is the storage dtype: `"float32"` (default), or `"float16"` / `"bfloat16"` for half
     the size (`from_pretrained` restores float32 parameters; float16 refuses weights beyond

@@ -13,7 +13,10 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from .._model import NucleotideTransformer
+from ..tokenizers import Tokenizer
 from ..tokenizers._kmer import MAX_K, KmerTokenizer
+from ..tokenizers._saving import FILENAME as TOKENIZER_FILE
+from ..tokenizers._saving import tokenizer_from_record, tokenizer_record
 from ._atomic import replace_files
 from ._build import Name, build_model, parameter_arrays
 from ._errors import CheckpointError
@@ -81,7 +84,7 @@ def _name_to_hf(name: str, layer: int | None) -> str:
 
 # transformers' order: a single file before an index, safetensors before torch.
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_HF_FILES = ("config.json", "vocab.txt")
+_HF_FILES = ("config.json", "vocab.txt", TOKENIZER_FILE)
 
 
 def _is_hub_blob(file: pathlib.Path) -> bool:
@@ -314,22 +317,43 @@ def _read_vocab(file: pathlib.Path, options: dict) -> KmerTokenizer:
         ) from None
 
 
+def _read_tokenizer(file: pathlib.Path, options: dict) -> Tokenizer:
+    """The tokenizer `save_hf` described in `codonnt_tokenizer.json` (any `Tokenizer`, by its
+    class's import path), with the caller's `options` (`uppercase`, ...) over its config."""
+    record = read_json(regular_file(file))
+    if isinstance(record, dict) and isinstance(record.get("config"), dict):
+        record = {**record, "config": {**record["config"], **options}}
+    try:
+        return tokenizer_from_record(record, str(file))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def load_hf(path: pathlib.Path, dtype=None, **tokenizer_options):
     config_file, vocab_file = path / "config.json", path / "vocab.txt"
     fields = _read_hf_config(config_file)
     tie = fields.pop("tie_word_embeddings")
-    tokenizer = _read_vocab(vocab_file, tokenizer_options)
-    # The vocabulary must be the one the embedding rows were trained with: a v1 vocab.txt
-    # beside v2 weights would shift every id by 2, and nothing else would notice.
-    rows = embedding_rows(tokenizer.k, tokenizer.layout)
-    if fields["vocab_size"] != rows:
-        raise CheckpointError(
-            f"{vocab_file}: {tokenizer.vocab_size} tokens, but config.json says vocab_size "
-            f"{fields['vocab_size']} (a {tokenizer.layout} vocabulary with k={tokenizer.k} "
-            f"goes with {rows} embedding rows)"
-        )
+    if (path / TOKENIZER_FILE).exists():
+        tokenizer = _read_tokenizer(path / TOKENIZER_FILE, tokenizer_options)
+        source, rows, k = path / TOKENIZER_FILE, tokenizer.vocab_size, getattr(tokenizer, "k", 1)
+        if fields["vocab_size"] != rows:
+            raise CheckpointError(
+                f"{source}: {rows} tokens, but config.json says vocab_size {fields['vocab_size']}"
+            )
+    else:
+        tokenizer = _read_vocab(vocab_file, tokenizer_options)
+        source, k = vocab_file, tokenizer.k
+        # The vocabulary must be the one the embedding rows were trained with: a v1 vocab.txt
+        # beside v2 weights would shift every id by 2, and nothing else would notice.
+        rows = embedding_rows(tokenizer.k, tokenizer.layout)
+        if fields["vocab_size"] != rows:
+            raise CheckpointError(
+                f"{vocab_file}: {tokenizer.vocab_size} tokens, but config.json says vocab_size "
+                f"{fields['vocab_size']} (a {tokenizer.layout} vocabulary with k={tokenizer.k} "
+                f"goes with {rows} embedding rows)"
+            )
     if (tokenizer.pad_id, tokenizer.mask_id) != (fields["pad_token_id"], fields["mask_token_id"]):
-        raise CheckpointError(f"{config_file}: pad/mask ids disagree with vocab.txt")
+        raise CheckpointError(f"{config_file}: pad/mask ids disagree with {source.name}")
     tensors, source = _read_weights(path)
     embed = tensors.get("esm.embeddings.word_embeddings.weight")
     if "lm_head.decoder.weight" not in tensors and embed is not None and tie:
@@ -343,7 +367,7 @@ def load_hf(path: pathlib.Path, dtype=None, **tokenizer_options):
         **fields,
         use_glu=use_glu,
         ffn_activation="swish" if use_glu else "gelu",
-        k_for_kmers=tokenizer.k,
+        k_for_kmers=k,
     )
     inv_freq = [k for k in tensors if k.endswith("rotary_embeddings.inv_freq")]
     if inv_freq:
@@ -394,7 +418,13 @@ def _previous_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return [f for f in files if os.path.islink(f) or os.path.isfile(f)]
 
 
-def _hf_config(model: NucleotideTransformer, tokenizer: KmerTokenizer) -> dict:
+def _is_plain_kmer(tokenizer: Tokenizer) -> bool:
+    """A tokenizer that vocab.txt alone describes (what the published checkpoints have); any
+    other is saved with `codonnt_tokenizer.json` beside it."""
+    return type(tokenizer) is KmerTokenizer
+
+
+def _hf_config(model: NucleotideTransformer, tokenizer: Tokenizer) -> dict:
     """config.json of `model`; a `CheckpointError` for what the layout cannot hold or a
     tokenizer that does not fit the model (its checkpoint would load wrong or not at all)."""
     c = model.config
@@ -404,11 +434,18 @@ def _hf_config(model: NucleotideTransformer, tokenizer: KmerTokenizer) -> dict:
         raise CheckpointError("the Hugging Face layout has GLU with swish or an MLP with GELU only")
     if c.head_dim * c.num_heads != c.embed_dim:
         raise CheckpointError("the Hugging Face layout needs key_dim = embed_dim / num_heads")
-    rows = embedding_rows(tokenizer.k, tokenizer.layout)
-    if (c.vocab_size, c.k_for_kmers) != (rows, tokenizer.k):
+    if _is_plain_kmer(tokenizer):
+        rows = embedding_rows(tokenizer.k, tokenizer.layout)
+        if (c.vocab_size, c.k_for_kmers) != (rows, tokenizer.k):
+            raise CheckpointError(
+                f"the tokenizer ({tokenizer.layout} layout, k={tokenizer.k}: {rows} embedding "
+                f"rows) does not fit the model (vocab_size {c.vocab_size}, k_for_kmers "
+                f"{c.k_for_kmers})"
+            )
+    elif c.vocab_size != tokenizer.vocab_size:
         raise CheckpointError(
-            f"the tokenizer ({tokenizer.layout} layout, k={tokenizer.k}: {rows} embedding rows) "
-            f"does not fit the model (vocab_size {c.vocab_size}, k_for_kmers {c.k_for_kmers})"
+            f"the tokenizer has {tokenizer.vocab_size} tokens, the model's embedding "
+            f"{c.vocab_size} rows"
         )
     if (c.pad_token_id, c.mask_token_id) != (tokenizer.pad_id, tokenizer.mask_id):
         raise CheckpointError("the model's pad/mask ids differ from the tokenizer's")
@@ -451,11 +488,13 @@ _STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_
 
 def save_hf(
     model: NucleotideTransformer,
-    tokenizer: KmerTokenizer,
+    tokenizer: Tokenizer,
     path: pathlib.Path,
     dtype: str = "float32",
 ) -> None:
     config = _hf_config(model, tokenizer)  # before anything touches the disk
+    record = None if _is_plain_kmer(tokenizer) else tokenizer_record(tokenizer)
+    vocabulary = "\n".join(tokenizer.vocabulary) + "\n"
     if dtype not in _STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {sorted(_STORAGE_DTYPES)}, got {dtype!r}")
     storage = _STORAGE_DTYPES[dtype]
@@ -481,6 +520,8 @@ def save_hf(
         # other files, or a checkpoint saved into a shared folder is unreadable to the group.
         weights.chmod(0o666 & ~_umask())
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        tokenizer.save_vocab(folder / "vocab.txt")
+        (folder / "vocab.txt").write_text(vocabulary, encoding="utf-8")
+        if record is not None:
+            (folder / TOKENIZER_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     replace_files(path, write, _previous_files)

@@ -153,6 +153,8 @@ class GenomeCorpus:
     validation_fraction: float
     validation_min_bases: int
     max_n_fraction: float
+    alignment: int = 1
+    both_strands: bool = True
 
     @classmethod
     def from_fasta(
@@ -164,6 +166,8 @@ class GenomeCorpus:
         validation_fraction: float | int = 0.01,
         validation_min_bases: int = 0,
         max_n_fraction: float | int = 0.5,
+        alignment: int = 1,
+        both_strands: bool = True,
     ) -> GenomeCorpus:
         """Read FASTA files (plain or gzipped) into a corpus, one file at a time.
 
@@ -183,6 +187,11 @@ class GenomeCorpus:
           class docstring for the exact rule). 0 disables validation.
         - `validation_min_bases`: the least a record at least twice as long holds out.
         - `max_n_fraction`: in `[0, 1]`; windows with a larger fraction of N are skipped.
+        - `alignment`: windows start at multiples of it from their record's start, and so do
+          the held-out regions (each holds out a few more bases to get there). 3 for records
+          that are coding sequences in frame, with a `CodonTokenizer`.
+        - `both_strands`: draw training windows from either strand; `False`: the strand given
+          (coding sequences, whose reverse complement is not read in frame).
 
         **Returns:**
 
@@ -218,6 +227,9 @@ class GenomeCorpus:
                 f"validation_fraction must be a number in [0, 0.5], got {validation_fraction!r}"
             )
         _check_int("validation_min_bases", validation_min_bases, minimum=0)
+        _check_int("alignment", alignment, minimum=1)
+        if not isinstance(both_strands, bool):
+            raise TypeError(f"both_strands must be a bool, got {both_strands!r}")
         if (
             not isinstance(max_n_fraction, numbers.Real)
             or isinstance(max_n_fraction, bool)
@@ -227,7 +239,9 @@ class GenomeCorpus:
 
         table = _base_table()
         files = [
-            _read_file(source, name, table, float(validation_fraction), validation_min_bases)
+            _read_file(
+                source, name, table, float(validation_fraction), validation_min_bases, alignment
+            )
             for source, name in zip(sources, names, strict=True)
         ]
         if weights is None:
@@ -239,6 +253,8 @@ class GenomeCorpus:
             float(validation_fraction),
             int(validation_min_bases),
             float(max_n_fraction),
+            alignment,
+            both_strands,
         )
 
     # -- summaries --------------------------------------------------------------------------
@@ -333,8 +349,9 @@ class GenomeCorpus:
             for _ in range(_MAX_DRAWS):
                 j = int(rng.integers(ends[-1]))
                 r = bisect.bisect_right(ends, j)
-                offset = j - (int(ends[r - 1]) if r else 0)
-                strand = bool(rng.integers(2))
+                offset = (j - (int(ends[r - 1]) if r else 0)) * self.alignment
+                # drawn either way, so that a forward-only corpus sees the same positions
+                strand = bool(rng.integers(2)) and self.both_strands
                 at = int(file.offsets[r]) + offset
                 if file.bases[at : at + length].tobytes().count(b"N") <= max_n:
                     break
@@ -417,7 +434,8 @@ class GenomeCorpus:
         """Per file, the cumulative number of training start positions of its records."""
         out = []
         for f in self._files:
-            counts = np.maximum(f.lengths - f.held_out - length + 1, 0)
+            room = f.lengths - f.held_out - length
+            counts = np.where(room >= 0, room // self.alignment + 1, 0)
             if not counts.any():
                 r = int(np.argmax(f.lengths - f.held_out))
                 n, h = int(f.lengths[r]), int(f.held_out[r])
@@ -577,7 +595,12 @@ def _base_table() -> UInt8[np.ndarray, " 256"]:
 
 
 def _read_file(
-    source: Source, name: str, table: UInt8[np.ndarray, " 256"], fraction: float, min_bases: int
+    source: Source,
+    name: str,
+    table: UInt8[np.ndarray, " 256"],
+    fraction: float,
+    min_bases: int,
+    alignment: int = 1,
 ) -> _GenomeFile:
     try:
         records = read_fasta(source)
@@ -611,6 +634,10 @@ def _read_file(
     if n_count == bases.size:
         raise CorpusError(f"{name}: all {bases.size} bases are N; there is nothing to train on")
     held_out = _held_out(lengths, fraction, min_bases)
+    if alignment > 1:  # the held-out region starts at a multiple of alignment
+        held_out = np.where(
+            held_out > 0, lengths - (lengths - held_out) // alignment * alignment, 0
+        )
     for array in (offsets, lengths, held_out, bases):
         array.flags.writeable = False
     return _GenomeFile(name, tuple(record_names), offsets, lengths, held_out, bases, n_count)

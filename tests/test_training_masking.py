@@ -283,3 +283,114 @@ def test_traced_maskable_raises():
         jax.jit(lambda m: mask_tokens(jr.key(0), tokens, maskable=m, mask_id=TOK.mask_id))(
             jnp.asarray(MASKABLE)
         )
+
+
+# -- span masking (overlapping k-mers) ---------------------------------------------------------
+
+
+@functools.cache
+def span_masker(span, rate=0.15, batched=False):
+    mask = functools.partial(MASK, rate=rate, span=span)
+    return jax.jit(jax.vmap(mask) if batched else mask)
+
+
+def test_span_one_is_the_default_masking(statistical_batch):
+    tokens, keys, out = statistical_batch
+    again = jax.vmap(functools.partial(MASK, rate=0.15, span=1))(keys[:50], tokens[:50])
+    for field in ("inputs", "targets", "selected"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(out, field)[:50])
+
+
+def runs(selected):
+    """(start, end) of the maximal runs of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], selected.astype(int), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+@given(tokens=sequence(), span=st.sampled_from([3, 6]), seed=st.integers(0, 2**31 - 1))
+@example(tokens=ONE_TOKEN, span=6, seed=0)
+@example(tokens=ALL_PADS, span=3, seed=0)
+def test_span_masking_selects_runs_of_span_maskable_positions(tokens, span, seed):
+    out = span_masker(span)(jr.key(seed), tokens)
+    selected, inputs = np.asarray(out.selected), np.asarray(out.inputs)
+    maskable_pos = MASKABLE[tokens]
+    num_maskable = int(maskable_pos.sum())
+    assert not np.any(selected & ~maskable_pos)
+    np.testing.assert_array_equal(out.targets, tokens)
+    np.testing.assert_array_equal(inputs[~selected], tokens[~selected])
+    # Anchors are at least one, at most all; each selects itself and at most span positions.
+    anchors = 0 if num_maskable == 0 else max(1, round(0.15 * num_maskable / span))
+    assert anchors <= selected.sum() <= anchors * span
+    for start, end in runs(selected):
+        after_special = start > 0 and not maskable_pos[start - 1]
+        if not after_special:
+            # The run starts at an anchor: the maskable positions of its span are all selected.
+            window = slice(start, start + span)
+            np.testing.assert_array_equal(selected[window], maskable_pos[window])
+        if end - start < span:  # a short run is cut by a non-maskable position or the end
+            assert after_special or end == len(tokens) or not maskable_pos[end]
+
+
+def test_span_masking_steps_over_a_special():
+    tokens = np.array([TOK.cls_id, 20, TOK.unk_id, 21, 22, 23, 24], np.int32)
+    # rate 1 over 5 maskable positions, span 4: round(5 / 4) = 1 anchor.
+    mask = jax.jit(functools.partial(MASK, rate=1.0, span=4))
+    seen = set()
+    for seed in range(40):
+        seen.add(tuple(np.flatnonzero(mask(jr.key(seed), tokens).selected).tolist()))
+    # Anchor at 1 covers 1..4 (2 is <unk>); at 3 covers 3..6; at 4, 5, 6 to the end.
+    assert seen == {(1, 3, 4), (3, 4, 5, 6), (4, 5, 6), (5, 6), (6,)}
+
+
+def expected_span_selected(n, anchors, span):
+    """E[selected] for `anchors` drawn without replacement among n contiguous maskable
+    positions: position p is missed when none of the min(p + 1, span) anchors able to cover it
+    is drawn."""
+    total = math.comb(n, anchors)
+    return sum(1 - math.comb(n - min(p + 1, span), anchors) / total for p in range(n))
+
+
+@pytest.mark.parametrize("span", [3, 6])
+def test_span_masking_selects_about_rate(span):
+    rows, length = 2000, 1024
+    rng = np.random.default_rng(span)
+    tokens = np.full((rows, length), TOK.pad_id, np.int32)
+    tokens[:, 0] = TOK.cls_id
+    tokens[:, 1:-23] = rng.choice(MASKABLE_IDS, (rows, length - 24))
+    n = length - 24
+    keys = jr.split(jr.key(span), rows)
+    out = span_masker(span, batched=True)(keys, tokens)
+    counts = np.asarray(out.selected).sum(axis=1)
+    anchors = round(0.15 * n / span)
+    expected = expected_span_selected(n, anchors, span)
+    # The mean of 2000 rows: 6 standard errors is a loose bound that a correct implementation
+    # misses with probability ~1e-9, and a wrong coverage rule (spans left of the anchor still
+    # give the same mean; spans of span - 1 or span + 1 do not) is far outside it.
+    assert abs(counts.mean() - expected) < 6 * counts.std() / math.sqrt(rows)
+    assert 0.85 * 0.15 < counts.mean() / n <= 0.15
+    # The usual 80/10/10 split applies to every selected position.
+    sel = np.asarray(out.selected)
+    inputs = np.asarray(out.inputs)
+    masked = np.sum(sel & (inputs == TOK.mask_id))
+    kept = np.sum(sel & (inputs == tokens))
+    observed = np.array([masked, sel.sum() - masked - kept, kept])
+    assert scipy.stats.chisquare(observed, sel.sum() * np.array([0.8, 0.1, 0.1])).pvalue > P_MIN
+
+
+def test_span_masking_under_jit_vmap_equals_a_loop():
+    tokens = np.stack([HALF, ONE_TOKEN, ALL_PADS, HALF])
+    keys = jr.split(jr.key(3), 4)
+    out = span_masker(6, batched=True)(keys, tokens)
+    for row in range(4):
+        one = span_masker(6)(keys[row], tokens[row])
+        for field in ("inputs", "targets", "selected"):
+            np.testing.assert_array_equal(getattr(out, field)[row], getattr(one, field))
+
+
+@pytest.mark.parametrize("span", [0, -2, 1.5, True, "3"])
+def test_invalid_span_raises(span):
+    tokens = np.array([TOK.cls_id, 10, 11], np.int32)
+    with pytest.raises(ValueError, match="span must be an int >= 1"):
+        inspect.unwrap(mask_tokens)(
+            jr.key(0), tokens, maskable=MASKABLE, mask_id=TOK.mask_id, span=span
+        )

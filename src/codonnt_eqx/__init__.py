@@ -34,6 +34,7 @@ from ._variant_files import read_variants as read_variants
 from .tokenizers import CodonTokenizer as CodonTokenizer
 from .tokenizers import KmerTokenizer as KmerTokenizer
 from .tokenizers import NucleotideTokenizer as NucleotideTokenizer
+from .tokenizers import OverlappingKmerTokenizer as OverlappingKmerTokenizer
 from .tokenizers import SequenceError as SequenceError
 from .tokenizers import SequenceTooLongError as SequenceTooLongError
 from .tokenizers import Tokenizer as Tokenizer

@@ -4,6 +4,7 @@ single nucleotides, reading-frame-aware codons, overlapping k-mers and BPE; one 
 from ._codon import CodonTokenizer as CodonTokenizer
 from ._kmer import KmerTokenizer as KmerTokenizer
 from ._nucleotide import NucleotideTokenizer as NucleotideTokenizer
+from ._overlapping import OverlappingKmerTokenizer as OverlappingKmerTokenizer
 from ._protocol import SequenceError as SequenceError
 from ._protocol import SequenceTooLongError as SequenceTooLongError
 from ._protocol import Tokenizer as Tokenizer

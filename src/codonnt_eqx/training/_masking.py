@@ -69,14 +69,15 @@ def _concrete_maskable(maskable: np.ndarray | Array) -> np.ndarray:
     return out
 
 
-def _counts_table(rate: float, length: int) -> np.ndarray:
-    """How many positions to select for each possible number 0..length of maskable ones.
+def _counts_table(rate: float, length: int, span: int = 1) -> np.ndarray:
+    """How many positions (span 1) or span anchors to draw for each possible number 0..length
+    of maskable positions.
 
-    Built in float64 NumPy at trace time so that it is exactly Python's `round(rate * n)`
+    Built in float64 NumPy at trace time so that it is exactly Python's `round(rate * n / span)`
     (half to even), whatever the dtype of the traced arithmetic.
     """
     n = np.arange(length + 1)
-    counts = np.round(rate * n)
+    counts = np.round(rate * n / span)
     if rate > 0:
         counts = np.where(n >= 1, np.maximum(counts, 1), 0)
     return counts.astype(np.int32)
@@ -91,8 +92,9 @@ def mask_tokens(
     rate: float = 0.15,
     mask_prob: float = 0.8,
     random_prob: float = 0.1,
+    span: int = 1,
 ) -> MaskedTokens:
-    """BERT masking of one token sequence.
+    """BERT masking of one token sequence, token by token or in spans.
 
     Of the positions holding a maskable token (never `<pad>`, `<cls>` or another special
     token), exactly `round(rate * n)` are selected, `n` being their number (at least one when
@@ -100,6 +102,21 @@ def mask_tokens(
     then independently becomes `mask_id` with probability `mask_prob`, a uniformly random
     maskable token *other than its own* with probability `random_prob`, and otherwise keeps its
     token. Works under `jit`; batch with `jax.vmap` over keys and sequences.
+
+    With `span > 1` (overlapping k-mers: `span = k`, `tokenizer.mask_span`) the selection is
+    made of spans instead: `round(rate * n / span)` *anchors* (at least one when `n >= 1` and
+    `rate > 0`) are drawn uniformly without replacement among the maskable positions, and a
+    maskable position is selected when an anchor lies at it or fewer than `span` positions to
+    its left. Spans run right from their anchors, merge where they overlap, stop at the end of
+    the sequence and never select a non-maskable position (one inside a span is stepped over).
+    Why: each base of a sequence of overlapping k-mers is spelled by k consecutive tokens, so a
+    token masked alone is read off its unmasked neighbours and teaches nothing; a run of k
+    masked tokens hides at least one base from every unmasked token. The fraction selected
+    is a little below `rate`: anchors closer than `span` share positions, and spans are cut at
+    the end. With `a = rate * n / span` anchors among `n` positions, a position is missed by
+    all of them with probability about `(1 - rate / span) ** span`, so about
+    `1 - (1 - rate / span) ** span` of them are selected (rate 0.15, span 6: 0.141, tending to
+    `1 - exp(-rate)` = 0.139 for long spans), less the end effect of order `span / n`.
 
     **Arguments:**
 
@@ -114,6 +131,8 @@ def mask_tokens(
     - `mask_prob`: probability that a selected position becomes `mask_id` (0.8).
     - `random_prob`: probability that a selected position becomes a random other maskable
       token (0.1). `mask_prob + random_prob <= 1`; the rest keep their token.
+    - `span`: int >= 1, the number of consecutive positions an anchor selects (1: BERT's
+      independent positions, exactly as without the argument).
 
     **Returns:**
 
@@ -135,6 +154,9 @@ def mask_tokens(
         raise ValueError(
             f"mask_prob + random_prob must be at most 1, got {mask_prob} + {random_prob}"
         )
+    if isinstance(span, bool) or not isinstance(span, (int, np.integer)) or span < 1:
+        raise ValueError(f"span must be an int >= 1, got {span!r}")
+    span = int(span)
     maskable = _concrete_maskable(maskable)
     vocab_size = maskable.shape[0]
     if isinstance(mask_id, bool) or not isinstance(mask_id, (int, np.integer)):
@@ -168,10 +190,16 @@ def mask_tokens(
     in_vocab = (tokens >= 0) & (tokens < vocab_size)
     is_maskable = in_vocab & jnp.asarray(maskable)[jnp.clip(tokens, 0, vocab_size - 1)]
     num_maskable = jnp.sum(is_maskable, dtype=jnp.int32)
-    count = jnp.asarray(_counts_table(rate, length))[num_maskable]
+    count = jnp.asarray(_counts_table(rate, length, span))[num_maskable]
     positions = jnp.arange(length, dtype=jnp.int32)
     *_, order = jax.lax.sort((~is_maskable, priority_hi, priority_lo, positions), num_keys=3)
     selected = jnp.zeros(length, bool).at[order].set(positions < count)
+    if span > 1:
+        # `selected` holds the anchors. The nearest anchor at or left of each position (a
+        # running maximum of anchor positions, -span where there is none) is fewer than `span`
+        # positions away exactly when some anchor's span covers the position.
+        last_anchor = jax.lax.cummax(jnp.where(selected, positions, -span))
+        selected = is_maskable & (positions - last_anchor < span)
 
     # Action: 24 random bits u per position; u < mask_prob * 2^24 -> <mask>, then the next
     # random_prob * 2^24 values -> random token, the rest -> unchanged.

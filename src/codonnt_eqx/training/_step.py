@@ -37,13 +37,18 @@ class MaskedLM:
     rate: float = 0.15
     mask_prob: float = 0.8
     random_prob: float = 0.1
+    span: int = 1
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer, **rates) -> MaskedLM:
         """The objective for `tokenizer`'s special ids; `rates`: `rate`, `mask_prob`,
         `random_prob` (defaults 0.15 / 0.8 / 0.1: Codon-NT's)."""
         return cls(
-            maskable_tokens(tokenizer), nucleotides_per_token(tokenizer), tokenizer.mask_id, **rates
+            maskable_tokens(tokenizer),
+            nucleotides_per_token(tokenizer),
+            tokenizer.mask_id,
+            span=tokenizer.mask_span,
+            **rates,
         )
 
     def mask(self, key: PRNGKeyArray, tokens: Int[Array, " length"]):
@@ -55,6 +60,7 @@ class MaskedLM:
             rate=self.rate,
             mask_prob=self.mask_prob,
             random_prob=self.random_prob,
+            span=self.span,
         )
 
 

@@ -31,6 +31,7 @@ from ._scores import score_variants as score_variants
 from ._shipped import DEFAULT_MODEL as DEFAULT_MODEL
 from ._shipped import SHIPPED_MODELS as SHIPPED_MODELS
 from ._variant_files import read_variants as read_variants
+from .tokenizers import BPETokenizer as BPETokenizer
 from .tokenizers import CodonTokenizer as CodonTokenizer
 from .tokenizers import KmerTokenizer as KmerTokenizer
 from .tokenizers import NucleotideTokenizer as NucleotideTokenizer

@@ -1,6 +1,7 @@
 """Tokenizers of DNA under one protocol: the k-mer tokenizer of the Nucleotide Transformer,
 single nucleotides, reading-frame-aware codons, overlapping k-mers and BPE; one file each."""
 
+from ._bpe import BPETokenizer as BPETokenizer
 from ._codon import CodonTokenizer as CodonTokenizer
 from ._kmer import KmerTokenizer as KmerTokenizer
 from ._nucleotide import NucleotideTokenizer as NucleotideTokenizer

@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .finetune._cli import add_finetune_parser
 
     add_finetune_parser(commands)
+    from .experiments._cli import add_experiment_parser
+
+    add_experiment_parser(commands, _int_in, _float_above)
     return parser
 
 

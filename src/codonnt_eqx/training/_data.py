@@ -285,6 +285,15 @@ class GenomeCorpus:
             for f, w, p in zip(self._files, self._weights, self.probabilities, strict=True)
         )
 
+    def training_sequences(self) -> Iterator[str]:
+        """The training part of every record (its bases before the held-out end), upper case,
+        one string at a time: e.g. to learn a BPE vocabulary without seeing validation data."""
+        for f in self._files:
+            for r in range(len(f.record_names)):
+                at, train = int(f.offsets[r]), int(f.lengths[r] - f.held_out[r])
+                if train > 0:
+                    yield f.bases[at : at + train].tobytes().decode("ascii")
+
     def held_out_regions(self) -> tuple[HeldOutRegion, ...]:
         """Every held-out region (records with `h > 0`), by file and record name."""
         return tuple(

@@ -1,0 +1,271 @@
+"""Comparing tokenizations fairly: one small model per tokenizer, pretrained on the same
+coding sequences with matched budgets, scored in bits per nucleotide on the same held-out
+genes and by a frozen probe on the same downstream tasks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .._model_config_for import model_config_for
+from ..tokenizers import Tokenizer
+
+LN2 = math.log(2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One tokenization of the comparison.
+
+    - `name`: a short label (a folder name: letters, digits, `-`, `_`, `.`).
+    - `tokenizer`: any `Tokenizer`.
+    - `alignment`: windows start at multiples of it from the start of each coding sequence
+      (3 keeps a `CodonTokenizer` in frame; 1 gives any frame, as pretraining on genomes
+      does).
+    """
+
+    name: str
+    tokenizer: Tokenizer
+    alignment: int = 1
+
+    def __post_init__(self):
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"arm name {self.name!r}: use letters, digits, '-', '_' or '.'")
+        if not isinstance(self.tokenizer, Tokenizer):
+            raise TypeError(f"arm {self.name}: {self.tokenizer!r} is not a Tokenizer")
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonConfig:
+    """The matched budget of every arm.
+
+    - `size`: the model body (`model_config_for`): same layers, width and feed-forward, so
+      the same non-embedding parameters, for every tokenizer.
+    - `window_nucleotides`, `batch_windows`, `steps`: every arm sees `steps x batch_windows`
+      windows of the same number of bases (windows whose tokens overflow are cut): the same
+      nucleotides, not the same tokens. Compute differs (tokens per base), and is reported.
+    - `mask_rate`: the share of *tokens* masked (BERT's 15%; for overlapping k-mers, spans of
+      k tokens, see `Tokenizer.mask_span`).
+    - `peak_lr`, `warmup_steps`: the schedule (linear warmup, square-root decay).
+    - `eval_every`, `eval_windows`: held-out bits/nt during training.
+    - `pll_windows`: held-out windows scored by pseudo-log-likelihood (one pass per token).
+    - `probe_epochs`: the frozen linear probe's budget per task.
+    """
+
+    size: str = "tiny"
+    window_nucleotides: int = 384
+    batch_windows: int = 16
+    steps: int = 300
+    mask_rate: float = 0.15
+    peak_lr: float = 2e-3
+    warmup_steps: int = 30
+    eval_every: int = 50
+    eval_windows: int = 64
+    pll_windows: int = 8
+    probe_epochs: int = 100
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+
+def window_tokens(tokenizer: Tokenizer, nucleotides: int) -> int:
+    """The fewest tokens per row whose window (`nucleotides_for_tokens`) holds at least
+    `nucleotides` bases: the row length that gives every arm the same bases per window."""
+    lo, hi = 2, 2
+    while tokenizer.nucleotides_for_tokens(hi) < nucleotides:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 22:
+            raise ValueError(f"{tokenizer!r} never reaches {nucleotides} bases per window")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tokenizer.nucleotides_for_tokens(mid) >= nucleotides:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _pretrain_config(arm: Arm, config: ComparisonConfig):
+    from ..training import PretrainConfig
+
+    tokens = window_tokens(arm.tokenizer, config.window_nucleotides)
+    return PretrainConfig(
+        seq_length=tokens,
+        tokens_per_batch=tokens * config.batch_windows,
+        steps=config.steps,
+        seed=config.seed,
+        mask_rate=config.mask_rate,
+        init_lr=config.peak_lr / 100,
+        peak_lr=config.peak_lr,
+        warmup_steps=config.warmup_steps,
+        dtype="float32",  # XLA:CPU's bfloat16 is slower; on GPU pass a config of your own
+        log_every=max(1, config.eval_every // 5),
+        eval_every=config.eval_every,
+        eval_windows=config.eval_windows,
+        checkpoint_every=config.steps,
+        keep_checkpoints=1,
+    )
+
+
+def _corpus(fasta: Sequence[str | os.PathLike], arm: Arm, config: ComparisonConfig):
+    from ..training import GenomeCorpus
+
+    return GenomeCorpus.from_fasta(
+        list(fasta),
+        validation_fraction=config.validation_fraction,
+        # room for a window of every arm (a BPE window may be a few bases longer)
+        validation_min_bases=2 * config.window_nucleotides,
+        alignment=arm.alignment,
+        both_strands=False,  # coding sequences: the coding strand
+    )
+
+
+def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) -> float:
+    """Pseudo-log-likelihood in bits per nucleotide over `pll_windows` held-out windows (each
+    token masked in turn). Not defined for tokens that overlap (`mask_span > 1`): a token
+    masked alone is readable from its neighbours."""
+    from .._scores import pseudo_log_likelihood
+
+    if arm.tokenizer.mask_span != 1 or config.pll_windows == 0:
+        return float("nan")
+    coords = corpus.validation_coordinates(
+        window_tokens=window_tokens(arm.tokenizer, config.window_nucleotides),
+        tokenizer=arm.tokenizer,
+        max_windows=config.pll_windows,
+    )
+    bits = nucleotides = 0.0
+    for window in corpus.window_sequences(coords):
+        ll = pseudo_log_likelihood(model, arm.tokenizer, window)
+        bits -= float(ll.total) / LN2
+        nucleotides += float(np.sum(ll.spans[:, 1] - ll.spans[:, 0]))
+    return bits / nucleotides
+
+
+def _probe(model, arm: Arm, tasks: dict, out: pathlib.Path, config: ComparisonConfig, log):
+    """Frozen linear probe per task: `{task: primary test metric or None}` (None where the
+    task needs what the tokenizer does not give, e.g. one token per codon)."""
+    from ..finetune import PRIMARY_METRIC, FinetuneConfig, TaskError, finetune
+
+    results = {}
+    for name, task in tasks.items():
+        probe = FinetuneConfig(
+            mode="probe", epochs=config.probe_epochs, patience=10, seed=config.seed
+        )
+        try:
+            result = finetune(
+                model,
+                arm.tokenizer,
+                task,
+                probe,
+                out=out / name,
+                progress=False,
+                log=lambda m: None,
+            )
+        except TaskError as e:
+            log(f"  {name}: skipped ({e})")
+            results[name] = None
+            continue
+        metric = PRIMARY_METRIC[task.kind]
+        results[name] = float(result.test[metric])
+        log(f"  {name}: test {metric} {results[name]:.3f}")
+    return results
+
+
+def compare_tokenizations(
+    arms: Sequence[Arm],
+    fasta: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    config: ComparisonConfig | None = None,
+    *,
+    tasks: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Pretrain one model per arm on the coding sequences in `fasta` and evaluate each alike.
+
+    **Arguments:**
+
+    - `arms`: the tokenizations (`Arm`), e.g. `default_arms(...)`.
+    - `fasta`: FASTA files of coding sequences, each record one gene read 5' to 3' on its
+      coding strand; every arm trains on the same files and holds out the same last
+      `validation_fraction` of each gene.
+    - `out`: results folder: one pretraining run per arm (`<arm>/`, with its metrics and
+      final model), `results.json`.
+    - `config`: the matched budget (`ComparisonConfig`).
+    - `tasks`: `{name: Task}` (`codonnt_eqx.finetune.load_task`) for the frozen probe.
+
+    **Returns:** one dict per arm: vocabulary, parameters (embedding and not), tokens per
+    window, nucleotides seen, wall time, held-out bits/nt (masked; pseudo-log-likelihood),
+    accuracy, the validation curve, and each task's test metric.
+    """
+    import equinox as eqx
+    import jax
+
+    from ..training import pretrain, read_metrics
+
+    config = ComparisonConfig() if config is None else config
+    out = pathlib.Path(out)
+    names = [arm.name for arm in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"arm names must be distinct, got {names}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for arm in arms:
+        log(f"{arm.name}: {arm.tokenizer!r}")
+        model_config = model_config_for(arm.tokenizer, config.size)
+        recipe = _pretrain_config(arm, config)
+        corpus = _corpus(fasta, arm, config)
+        started = time.perf_counter()
+        run = pretrain(
+            model_config, arm.tokenizer, corpus, out / arm.name, recipe, progress=False, log=log
+        )
+        seconds = time.perf_counter() - started
+        model = run.model
+        params = eqx.filter(model, eqx.is_array)
+        total = sum(x.size for x in jax.tree.leaves(params))
+        embedding = model_config.vocab_size * model_config.embed_dim
+        records = read_metrics(out / arm.name / "metrics.jsonl")
+        curve = [
+            {
+                "step": r["step"],
+                "nucleotides_seen": r["step"] * config.batch_windows * config.window_nucleotides,
+                "bits_per_nucleotide": r["bits_per_nucleotide"],
+            }
+            for r in records
+            if r.get("split") == "validation"
+        ]
+        final = [r for r in records if r.get("split") == "validation"][-1]
+        train = [r for r in records if r.get("split") == "train"]
+        row = {
+            "arm": arm.name,
+            "tokenizer": repr(arm.tokenizer),
+            "alignment": arm.alignment,
+            "vocab_size": arm.tokenizer.vocab_size,
+            "mask_span": arm.tokenizer.mask_span,
+            "tokens_per_window": recipe.seq_length,
+            "parameters": int(total),
+            "non_embedding_parameters": int(total - 2 * embedding),
+            "nucleotides_seen": config.steps * config.batch_windows * config.window_nucleotides,
+            "tokens_seen": config.steps * recipe.tokens_per_batch,
+            "train_seconds": seconds,
+            "tokens_per_s": float(np.median([r["tokens_per_s"] for r in train[1:] or train])),
+            "bits_per_nucleotide": final["bits_per_nucleotide"],
+            "accuracy": final["accuracy"],
+            "pll_bits_per_nucleotide": _pll_bits_per_nucleotide(model, arm, corpus, config),
+            "curve": curve,
+            "tasks": _probe(model, arm, tasks or {}, out / arm.name / "probe", config, log),
+        }
+        log(
+            f"{arm.name}: {row['bits_per_nucleotide']:.3f} bits/nt masked, "
+            f"{row['pll_bits_per_nucleotide']:.3f} bits/nt PLL, {seconds:.0f} s"
+        )
+        rows.append(row)
+        (out / "results.json").write_text(
+            json.dumps({"config": dataclasses.asdict(config), "arms": rows}, indent=2) + "\n"
+        )
+    return rows

@@ -1,4 +1,5 @@
-"""Running a jitted function over token rows of many lengths with few compiled shapes."""
+"""Running a jitted function over token rows of many lengths with few compiled shapes, on one
+device or data parallel over several (the only place inference code mentions devices)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
+import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA = "data"
+Devices = int | Sequence[jax.Device] | None
 
 
 class BucketedRunner:
@@ -15,16 +22,25 @@ class BucketedRunner:
 
     A row of `n` tokens goes into a batch padded to `ceil(n / bucket) * bucket` tokens
     (at most `max_length`); a full batch of length `L` has `batch_tokens // L` rows (at most
-    `max_batch`), and the rest of a length is run as batches of 2^i rows, the binary digits
-    of its count (13 = 8 + 4 + 1), so no row is wasted. The number of compiled shapes stays
-    small (lengths x log2 of rows) and each is compiled once, ahead of its first use, with
-    its time counted apart in `compile_seconds`.
+    `max_batch`) per device, and the rest of a length is run as batches of 2^i rows per
+    device, the binary digits of its count (13 = 8 + 4 + 1), so fewer than one row per
+    device is wasted. The number of compiled shapes stays small (lengths x log2 of rows) and
+    each is compiled once, ahead of its first use, with its time counted apart in
+    `compile_seconds`.
+
+    With several devices each batch's rows are split evenly over them (padded with rows of
+    `pad_id` alone, whose outputs are dropped) and `fn` runs data parallel, the model
+    replicated on every device; the batch sizes are per device because device memory is
+    what bounds them. With one device nothing is placed: batches run as plain jitted calls.
 
     **Arguments:**
 
-    - `fn`: `fn(model, tokens: int32 [rows, length]) -> array [rows, length, ...]`.
+    - `fn`: `fn(model, tokens: int32 [rows, length]) -> array [rows, length, ...]`, row by
+      row independent (as a `jax.vmap` is).
     - `pad_id`: the id rows are padded with.
     - `bucket`, `max_length`, `batch_tokens`, `max_batch`: as above.
+    - `devices`: `None` for every local device of the default backend, an int `n` for the
+      first `n` of them, or the devices themselves.
     """
 
     def __init__(
@@ -36,6 +52,7 @@ class BucketedRunner:
         max_length: int,
         batch_tokens: int,
         max_batch: int | None = None,
+        devices: Devices = None,
     ):
         for name, value in (("bucket", bucket), ("max_length", max_length)):
             if value < 1:
@@ -46,9 +63,15 @@ class BucketedRunner:
         self._pad_id = pad_id
         self._bucket, self._max_length = bucket, max_length
         self._batch_tokens, self._max_batch = batch_tokens, max_batch
+        self.mesh = data_mesh(devices)
+        self._replica: tuple[Any, Any] | None = None  # (model, its copy on every device)
         self._compiled: dict[tuple[int, int], Callable] = {}
         self.compile_seconds = 0.0
         self.run_seconds = 0.0
+
+    @property
+    def num_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -64,10 +87,26 @@ class BucketedRunner:
         rows = max(1, self._batch_tokens // length)
         return rows if self._max_batch is None else min(rows, self._max_batch)
 
+    def _replicated(self, model):
+        """`model` with its arrays on every device (copied once per model, not per batch)."""
+        if self.mesh is None:
+            return model
+        if self._replica is None or self._replica[0] is not model:
+            params, static = eqx.partition(model, eqx.is_array)
+            params = jax.device_put(params, NamedSharding(self.mesh, P()))
+            self._replica = (model, eqx.combine(params, static))
+        return self._replica[1]
+
+    def _put(self, batch: np.ndarray):
+        """The batch with its rows split over the devices (as it is, on one device)."""
+        if self.mesh is None:
+            return batch
+        return jax.device_put(batch, NamedSharding(self.mesh, P(DATA)))
+
     def _executable(self, model, shape: tuple[int, int]) -> Callable:
         if shape not in self._compiled:
             start = time.perf_counter()
-            example = np.full(shape, self._pad_id, np.int32)
+            example = self._put(np.full(shape, self._pad_id, np.int32))
             self._compiled[shape] = self._fn.lower(model, example).compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[shape]
@@ -84,17 +123,18 @@ class BucketedRunner:
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         padded = np.array([self.padded_length(int(n)) for n in lengths], dtype=np.int64)
         results: list = [None] * len(rows)
+        model, step = self._replicated(model), self.num_devices
         for length in np.unique(padded).tolist():
             members = np.flatnonzero(padded == length)
-            full = self._rows_per_batch(length)
-            for part in _split(members, full):
-                num_rows = len(part)
+            full = self._rows_per_batch(length) * step
+            for part in _split(members, full, step):
+                num_rows = -(-len(part) // step) * step  # the last rows: padding only
                 batch = np.full((num_rows, length), self._pad_id, np.int32)
                 for j, i in enumerate(part):
                     batch[j, : lengths[i]] = rows[i]
                 run = self._executable(model, (num_rows, length))
                 start = time.perf_counter()
-                out = np.asarray(run(model, batch))
+                out = np.asarray(run(model, self._put(batch)))
                 self.run_seconds += time.perf_counter() - start
                 for j, i in enumerate(part):
                     row = out[j, : lengths[i]]
@@ -102,12 +142,33 @@ class BucketedRunner:
         return results
 
 
-def _split(members: np.ndarray, full: int) -> list[np.ndarray]:
-    """`members` as full batches, then the rest as batches of decreasing powers of two."""
-    parts = [members[i : i + full] for i in range(0, len(members) - len(members) % full, full)]
-    rest = members[len(members) - len(members) % full :]
-    while len(rest):
-        size = 1 << (len(rest).bit_length() - 1)
-        parts.append(rest[:size])
-        rest = rest[size:]
+def data_mesh(devices: Devices = None) -> Mesh | None:
+    """A 1-D mesh `("data",)` over `devices` (see `BucketedRunner`); None when that is the
+    first local device alone, so that a one-device host runs plain jitted calls."""
+    local = jax.local_devices()
+    if devices is None:
+        chosen = local
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"devices must be in 1..{len(local)} (local devices), got {devices}")
+        chosen = local[:devices]
+    else:
+        chosen = list(devices) if isinstance(devices, Sequence) else []
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise ValueError(f"devices must be None, an int or jax devices, got {devices!r}")
+    if chosen == local[:1]:
+        return None
+    return Mesh(np.array(chosen, dtype=object), (DATA,))
+
+
+def _split(members: np.ndarray, full: int, step: int = 1) -> list[np.ndarray]:
+    """`members` as full batches, then the rest as batches of `step` times decreasing powers
+    of two (the binary digits of `ceil(rest / step)`; only the last may fall short)."""
+    cut = len(members) - len(members) % full
+    parts = [members[i : i + full] for i in range(0, cut, full)]
+    rest, units = members[cut:], -(-(len(members) - cut) // step)
+    while units:
+        size = 1 << (units.bit_length() - 1)
+        parts.append(rest[: size * step])
+        rest, units = rest[size * step :], units - size
     return parts

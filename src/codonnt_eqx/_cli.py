@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--batch-size",
         type=_int_in(1),
-        help="sequences per batch (default 1; with -o at most this many, default no limit)",
+        help="sequences per batch (default 1; with -o at most this many per device, default no "
+        "limit)",
     )
     embed.add_argument(
         "--bucket",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
-from ._batching import BucketedRunner
+from ._batching import BucketedRunner, Devices
 from ._fasta import FastaRecord
 from ._model import NucleotideTransformer
 from ._windows import plan_windows
@@ -85,7 +85,8 @@ class Embedder:
     - `pooling`: `"mean"` over the sequence's tokens, specials excluded (default), `"cls"`,
       `"max"` (element-wise over the tokens), or `"none"` (every token, with its span).
     - `dtype`: compute dtype, `"float32"` or `"bfloat16"`; outputs are float32.
-    - `batch_tokens`: padded tokens per batch; `max_batch`: at most this many rows per batch.
+    - `batch_tokens`: padded tokens per batch and device; `max_batch`: at most this many rows
+      per batch and device.
     - `bucket`: batches are padded to a multiple of this many tokens.
     - `window`, `overlap`: tokens per window (`<cls>` included; default `default_window`)
       and tokens shared by consecutive windows (default a quarter of the window).
@@ -95,6 +96,10 @@ class Embedder:
     - `chunk_tokens`: records are read and embedded in chunks of about this many tokens, so
       memory is bounded whatever the number of records; pooled, each window is reduced to
       its sum / maximum as its batch finishes, so a long record costs its token ids only.
+    - `devices`: the batches' rows are split over these devices, the model replicated on each
+      (data parallel): `None` (default) for every local device of the default backend, an
+      int `n` for the first `n`, or a list of `jax.Device`s. The outputs do not depend on
+      it beyond float rounding.
 
     ```python
     embedder = Embedder(model, tok, layers=[6, 12], pooling="mean")
@@ -119,6 +124,7 @@ class Embedder:
         rc_average: bool = False,
         attention: str = "auto",
         chunk_tokens: int = 1 << 16,
+        devices: Devices = None,
     ):
         c = model.config
         if pooling not in POOLINGS:
@@ -152,6 +158,7 @@ class Embedder:
             max_length=window,
             batch_tokens=batch_tokens,
             max_batch=max_batch,
+            devices=devices,
         )
         self.tokens_done = 0
 

@@ -63,7 +63,7 @@ def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
         help="skip records that cannot be tokenized (listed at the end) instead of stopping",
     )
     out.add_argument(
-        "--batch-tokens", type=_int_in(1), default=8192, help="padded tokens per batch"
+        "--batch-tokens", type=_int_in(1), default=8192, help="padded tokens per batch and device"
     )
     out.add_argument(
         "--window",
@@ -71,6 +71,17 @@ def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
         help="tokens per window for long sequences (default: 1000, or the model's positions)",
     )
     out.add_argument("--overlap", type=_int_in(0), help="tokens shared by adjacent windows")
+    _devices_option(out)
+
+
+def _devices_option(parser) -> None:
+    from ._cli import _int_in
+
+    parser.add_argument(
+        "--devices",
+        type=_int_in(1),
+        help="split each batch over the first N local devices (default: all of them)",
+    )
 
 
 def embed_to_file(args: argparse.Namespace) -> None:
@@ -98,6 +109,7 @@ def embed_to_file(args: argparse.Namespace) -> None:
         overlap=args.overlap,
         rc_average=args.rc_average,
         attention=args.attention,
+        devices=args.devices,
     )
     skipped: list[InvalidRecordError] = []
     bar = _progress("seq")
@@ -128,8 +140,8 @@ def embed_to_file(args: argparse.Namespace) -> None:
     print(
         f"wrote {args.output}: {count} sequences, {embedder.tokens_done:,} tokens in "
         f"{wall:.1f} s: {embedder.tokens_done / compute:,.0f} tokens/s without compilation "
-        f"({args.dtype}, {jax.default_backend()}); compile {runner.compile_seconds:.1f} s for "
-        f"{len(runner.shapes)} shape(s)",
+        f"({args.dtype}, {runner.num_devices} {jax.default_backend()} device(s)); compile "
+        f"{runner.compile_seconds:.1f} s for {len(runner.shapes)} shape(s)",
         file=sys.stderr,
     )
     _report_skipped(skipped)
@@ -166,11 +178,14 @@ def add_score_parser(commands) -> None:
         action="store_true",
         help="write unscorable variants (e.g. ref mismatches) with an error instead of stopping",
     )
-    p.add_argument("--batch-tokens", type=_int_in(1), default=8192)
+    p.add_argument(
+        "--batch-tokens", type=_int_in(1), default=8192, help="padded tokens per batch and device"
+    )
     p.add_argument("--bucket", type=_int_in(1), default=128)
     p.add_argument("--window", type=_int_in(2), help="tokens per window (default: 1000)")
     p.add_argument("--attention", default="auto", choices=IMPLEMENTATIONS)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    _devices_option(p)
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", help="folder of weights or a shipped model's name")
     weights.add_argument("--random-init", action="store_true", help="a random codon_nt model")
@@ -195,6 +210,7 @@ def score_command(args: argparse.Namespace) -> None:
         bucket=args.bucket,
         window=args.window,
         attention=args.attention,
+        devices=args.devices,
     )
     start = time.perf_counter()
     if variants is None:

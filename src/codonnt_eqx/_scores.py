@@ -10,7 +10,7 @@ from typing import Literal
 import jax
 import numpy as np
 
-from ._batching import BucketedRunner
+from ._batching import BucketedRunner, Devices
 from ._consequence import consequence, looks_coding
 from ._embed import DTYPES, default_window
 from ._fasta import FastaRecord
@@ -88,7 +88,8 @@ class Scorer:
     **Arguments:**
 
     - `model`, `tokenizer`: e.g. from `from_pretrained`.
-    - `dtype`, `batch_tokens`, `bucket`, `window`, `overlap`, `attention`: as for `Embedder`.
+    - `dtype`, `batch_tokens`, `bucket`, `window`, `overlap`, `attention`, `devices`: as for
+      `Embedder` (by default batches are split over every local device).
     - `max_variant_tokens`: variants that change more tokens than this are not scored
       (e.g. a frameshift, which changes every codon token downstream).
     """
@@ -105,6 +106,7 @@ class Scorer:
         overlap: int | None = None,
         attention: str = "auto",
         max_variant_tokens: int = 16,
+        devices: Devices = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
@@ -125,6 +127,7 @@ class Scorer:
             bucket=bucket,
             max_length=window,
             batch_tokens=batch_tokens,
+            devices=devices,
         )
 
     # -- sequences ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .._config import ModelConfig
 from .._model_config_for import model_config_for
 from ..tokenizers import Tokenizer
 
@@ -46,8 +47,9 @@ class Arm:
 class ComparisonConfig:
     """The matched budget of every arm.
 
-    - `size`: the model body (`model_config_for`): same layers, width and feed-forward, so
-      the same non-embedding parameters, for every tokenizer.
+    - `size`: the model body (`model_config_for`: a name of `SIZES` or a `ModelConfig`):
+      same layers, width and feed-forward, so the same non-embedding parameters, for every
+      tokenizer.
     - `window_nucleotides`, `batch_windows`, `steps`: every arm sees `steps x batch_windows`
       windows of the same number of bases (windows whose tokens overflow are cut): the same
       nucleotides, not the same tokens. Compute differs (tokens per base), and is reported.
@@ -59,7 +61,7 @@ class ComparisonConfig:
     - `probe_epochs`: the frozen linear probe's budget per task.
     """
 
-    size: str = "tiny"
+    size: str | ModelConfig = "tiny"
     window_nucleotides: int = 384
     batch_windows: int = 16
     steps: int = 300

@@ -38,7 +38,7 @@ def add_experiment_parser(commands, int_in, float_above) -> None:
     p.add_argument("--steps", type=int_in(1), default=defaults.steps)
     p.add_argument("--batch-windows", type=int_in(1), default=defaults.batch_windows)
     p.add_argument("--window-nucleotides", type=int_in(6), default=defaults.window_nucleotides)
-    p.add_argument("--peak-lr", type=float_above(0), default=defaults.peak_lr)
+    p.add_argument("--peak-lr", type=float_above(0.0), default=defaults.peak_lr)
     p.add_argument("--warmup-steps", type=int_in(1), default=defaults.warmup_steps)
     p.add_argument("--eval-every", type=int_in(1), default=defaults.eval_every)
     p.add_argument("--eval-windows", type=int_in(1), default=defaults.eval_windows)

@@ -159,5 +159,5 @@ def test_a_toy_tokenizer_pretrains_saves_finetunes_and_is_compared(tmp_path):
     (row,) = rows
     assert row["tokens_per_window"] == 33 and row["vocab_size"] == 25
     assert 0 < row["bits_per_nucleotide"] < 10 and 0 < row["pll_bits_per_nucleotide"] < 10
-    assert np.isfinite(row["tasks"]["gc"])
+    assert np.isfinite(row["tasks"]["gc"]) and np.isfinite(row["tasks_random_init"]["gc"])
     assert (tmp_path / "exp" / "results.json").exists()

@@ -13,7 +13,8 @@ def _number(value, digits: int = 3) -> str:
 
 
 def results_table(rows: list[dict]) -> str:
-    """One Markdown row per arm: budget, speed, held-out bits/nt and each task's metric."""
+    """One Markdown row per arm: budget, speed, held-out bits/nt and each task's test metric,
+    after pretraining and at initialisation."""
     tasks = sorted({t for row in rows for t in row["tasks"]})
     head = [
         "arm",
@@ -26,7 +27,7 @@ def results_table(rows: list[dict]) -> str:
         "bits/nt (masked)",
         "bits/nt (PLL)",
         "accuracy",
-        *tasks,
+        *(f"{t} (at init)" if init else t for t in tasks for init in (False, True)),
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -41,7 +42,7 @@ def results_table(rows: list[dict]) -> str:
             _number(r["bits_per_nucleotide"]),
             _number(r["pll_bits_per_nucleotide"]),
             _number(r["accuracy"]),
-            *(_number(r["tasks"].get(t)) for t in tasks),
+            *(_number(r[key].get(t)) for t in tasks for key in ("tasks", "tasks_random_init")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -70,11 +71,21 @@ def plot_results(rows: list[dict], path: str | pathlib.Path) -> None:
     axes[0].legend()
     width = 0.8 / max(len(rows), 1)
     for i, r in enumerate(rows):
-        values = [r["tasks"].get(t) for t in tasks]
-        xs = [j + i * width for j, v in enumerate(values) if v is not None]
-        axes[1].bar(xs, [v for v in values if v is not None], width, label=r["arm"])
+        for key, style in (("tasks_random_init", dict(fill=False, hatch="//")), ("tasks", {})):
+            values = [r[key].get(t) for t in tasks]
+            xs = [j + i * width for j, v in enumerate(values) if v is not None]
+            color = axes[0].lines[i].get_color() if axes[0].lines else None
+            axes[1].bar(
+                xs,
+                [v for v in values if v is not None],
+                width * (0.9 if key == "tasks" else 1.0),
+                color=color if key == "tasks" else None,
+                edgecolor=color,
+                label=r["arm"] if key == "tasks" else None,
+                **style,
+            )
     axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=15)
-    axes[1].set(ylabel="test metric (frozen linear probe)")
+    axes[1].set(ylabel="test metric, frozen linear probe (hatched: at init)")
     axes[1].axhline(0, color="grey", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

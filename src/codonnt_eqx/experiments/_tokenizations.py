@@ -58,7 +58,10 @@ class ComparisonConfig:
     - `peak_lr`, `warmup_steps`: the schedule (linear warmup, square-root decay).
     - `eval_every`, `eval_windows`: held-out bits/nt during training.
     - `pll_windows`: held-out windows scored by pseudo-log-likelihood (one pass per token).
-    - `probe_epochs`: the frozen linear probe's budget per task.
+    - `probe_epochs`, `probe_patience`, `probe_lr`: the frozen linear probe per task (the
+      recipe of bench/protein_tasks).
+    - `random_init_control`: also probe each arm's model at initialisation (same seed, no
+      pretraining): what the tokenization gives a mean-pooled probe before any learning.
     """
 
     size: str | ModelConfig = "tiny"
@@ -71,7 +74,10 @@ class ComparisonConfig:
     eval_every: int = 50
     eval_windows: int = 64
     pll_windows: int = 8
-    probe_epochs: int = 100
+    probe_epochs: int = 200
+    probe_patience: int = 20
+    probe_lr: float = 1e-2
+    random_init_control: bool = True
     validation_fraction: float = 0.1
     seed: int = 0
 
@@ -157,7 +163,11 @@ def _probe(model, arm: Arm, tasks: dict, out: pathlib.Path, config: ComparisonCo
     results = {}
     for name, task in tasks.items():
         probe = FinetuneConfig(
-            mode="probe", epochs=config.probe_epochs, patience=10, seed=config.seed
+            mode="probe",
+            epochs=config.probe_epochs,
+            patience=config.probe_patience,
+            learning_rate=config.probe_lr,
+            seed=config.seed,
         )
         try:
             result = finetune(
@@ -203,11 +213,13 @@ def compare_tokenizations(
 
     **Returns:** one dict per arm: vocabulary, parameters (embedding and not), tokens per
     window, nucleotides seen, wall time, held-out bits/nt (masked; pseudo-log-likelihood),
-    accuracy, the validation curve, and each task's test metric.
+    accuracy, the validation curve, and each task's test metric (and at initialisation).
     """
     import equinox as eqx
     import jax
+    import jax.random as jr
 
+    from .._model import NucleotideTransformer
     from ..training import pretrain, read_metrics
 
     config = ComparisonConfig() if config is None else config
@@ -261,7 +273,15 @@ def compare_tokenizations(
             "pll_bits_per_nucleotide": _pll_bits_per_nucleotide(model, arm, corpus, config),
             "curve": curve,
             "tasks": _probe(model, arm, tasks or {}, out / arm.name / "probe", config, log),
+            "tasks_random_init": {},
         }
+        if config.random_init_control and tasks:
+            log(f"{arm.name}: the same model at initialisation")
+            # exactly the model pretraining started from (`pretrain`'s initialisation)
+            initial = NucleotideTransformer(model_config, key=jr.fold_in(jr.key(config.seed), 0))
+            row["tasks_random_init"] = _probe(
+                initial, arm, tasks, out / arm.name / "probe-init", config, log
+            )
         log(
             f"{arm.name}: {row['bits_per_nucleotide']:.3f} bits/nt masked, "
             f"{row['pll_bits_per_nucleotide']:.3f} bits/nt PLL, {seconds:.0f} s"

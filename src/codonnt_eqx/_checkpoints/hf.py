@@ -520,7 +520,10 @@ def save_hf(
         # other files, or a checkpoint saved into a shared folder is unreadable to the group.
         weights.chmod(0o666 & ~_umask())
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "vocab.txt").write_text(vocabulary, encoding="utf-8")
+        if isinstance(tokenizer, KmerTokenizer):
+            tokenizer.save_vocab(folder / "vocab.txt")
+        else:
+            (folder / "vocab.txt").write_text(vocabulary, encoding="utf-8")
         if record is not None:
             (folder / TOKENIZER_FILE).write_text(json.dumps(record, indent=2) + "\n")
 

@@ -138,26 +138,28 @@ def test_a_toy_tokenizer_pretrains_saves_finetunes_and_is_compared(tmp_path):
     assert np.isfinite(result.test["spearman"])
 
     # the experiment, with bits per nucleotide over the bases the masked tokens cover
-    rows = compare_tokenizations(
-        [Arm("pairs", tok)],
-        [fasta],
-        tmp_path / "exp",
-        ComparisonConfig(
-            size=BODY,
-            window_nucleotides=64,
-            batch_windows=4,
-            steps=2,
-            warmup_steps=1,
-            eval_every=2,
-            eval_windows=4,
-            pll_windows=1,
-            probe_epochs=2,
-        ),
-        tasks={"gc": task},
-        log=print,
+    comparison = ComparisonConfig(
+        size=BODY,
+        window_nucleotides=64,
+        batch_windows=4,
+        steps=2,
+        warmup_steps=1,
+        eval_every=2,
+        eval_windows=4,
+        pll_windows=1,
+        probe_epochs=2,
     )
+    arms = [Arm("pairs", tok)]
+    rows = compare_tokenizations(arms, [fasta], tmp_path / "exp", comparison, tasks={"gc": task})
     (row,) = rows
     assert row["tokens_per_window"] == 33 and row["vocab_size"] == 25
     assert 0 < row["bits_per_nucleotide"] < 10 and 0 < row["pll_bits_per_nucleotide"] < 10
     assert np.isfinite(row["tasks"]["gc"]) and np.isfinite(row["tasks_random_init"]["gc"])
     assert (tmp_path / "exp" / "results.json").exists()
+
+    # run again into the folder: the finished arm is kept, not retrained
+    messages = []
+    again = compare_tokenizations(
+        arms, [fasta], tmp_path / "exp", comparison, tasks={"gc": task}, log=messages.append
+    )
+    assert again == rows and any("kept" in m for m in messages)

@@ -116,7 +116,7 @@ def _pretrain_config(arm: Arm, config: ComparisonConfig):
         log_every=max(1, config.eval_every // 5),
         eval_every=config.eval_every,
         eval_windows=config.eval_windows,
-        checkpoint_every=config.steps,
+        checkpoint_every=config.eval_every,
         keep_checkpoints=1,
     )
 
@@ -158,6 +158,8 @@ def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) 
 def _probe(model, arm: Arm, tasks: dict, out: pathlib.Path, config: ComparisonConfig, log):
     """Frozen linear probe per task: `{task: primary test metric or None}` (None where the
     task needs what the tokenizer does not give, e.g. one token per codon)."""
+    import jax
+
     from ..finetune import PRIMARY_METRIC, FinetuneConfig, TaskError, finetune
 
     results = {}
@@ -186,6 +188,7 @@ def _probe(model, arm: Arm, tasks: dict, out: pathlib.Path, config: ComparisonCo
         metric = PRIMARY_METRIC[task.kind]
         results[name] = float(result.test[metric])
         log(f"  {name}: test {metric} {results[name]:.3f}")
+        jax.clear_caches()  # see compare_tokenizations
     return results
 
 
@@ -207,7 +210,9 @@ def compare_tokenizations(
       coding strand; every arm trains on the same files and holds out the same last
       `validation_fraction` of each gene.
     - `out`: results folder: one pretraining run per arm (`<arm>/`, with its metrics and
-      final model), `results.json`.
+      final model), `results.json` (rewritten after each arm). Run again into the same folder
+      with the same config to resume: finished arms are kept, an interrupted one continues
+      from its last checkpoint.
     - `config`: the matched budget (`ComparisonConfig`).
     - `tasks`: `{name: Task}` (`codonnt_eqx.finetune.load_task`) for the frozen probe.
 
@@ -228,15 +233,29 @@ def compare_tokenizations(
     if len(set(names)) != len(names):
         raise ValueError(f"arm names must be distinct, got {names}")
     out.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    done = _finished_arms(out / "results.json", settings)
     rows = []
     for arm in arms:
+        previous = done.get(arm.name)
+        if previous is not None and previous["tokenizer"] == repr(arm.tokenizer):
+            log(f"{arm.name}: finished by an earlier run with this config; kept")
+            rows.append(previous)
+            continue
         log(f"{arm.name}: {arm.tokenizer!r}")
         model_config = model_config_for(arm.tokenizer, config.size)
         recipe = _pretrain_config(arm, config)
         corpus = _corpus(fasta, arm, config)
         started = time.perf_counter()
         run = pretrain(
-            model_config, arm.tokenizer, corpus, out / arm.name, recipe, progress=False, log=log
+            model_config,
+            arm.tokenizer,
+            corpus,
+            out / arm.name,
+            recipe,
+            resume=True,  # an interrupted arm continues from its last checkpoint
+            progress=False,
+            log=log,
         )
         seconds = time.perf_counter() - started
         model = run.model
@@ -288,6 +307,20 @@ def compare_tokenizations(
         )
         rows.append(row)
         (out / "results.json").write_text(
-            json.dumps({"config": dataclasses.asdict(config), "arms": rows}, indent=2) + "\n"
+            json.dumps({"config": settings, "arms": rows}, indent=2) + "\n"
         )
+        # Every arm compiles dozens of shapes; a process keeping them all runs out of memory
+        # maps (LLVM "Cannot allocate memory") by the fourth arm.
+        jax.clear_caches()
     return rows
+
+
+def _finished_arms(path: pathlib.Path, settings: dict) -> dict[str, dict]:
+    """The rows of an earlier run into the same folder with the same config, by arm name."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("config") != settings:
+        return {}
+    return {row["arm"]: row for row in earlier.get("arms", []) if isinstance(row, dict)}

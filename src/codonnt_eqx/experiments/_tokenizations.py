@@ -134,6 +134,89 @@ def _corpus(fasta: Sequence[str | os.PathLike], arm: Arm, config: ComparisonConf
     )
 
 
+def _first_bases(tokenizer: Tokenizer) -> np.ndarray:
+    """int [vocab]: the code (A C G T N -> 0..4) of each token's first base, -1 for specials."""
+    codes = {c: i for i, c in enumerate("ACGTN")}
+    special = tokenizer.special_ids
+    return np.array(
+        [
+            -1 if i in special or not t else codes.get(t[0], -1)
+            for i, t in enumerate(tokenizer.vocabulary)
+        ],
+        dtype=np.int32,
+    )
+
+
+def masked_bits_per_nucleotide(
+    model, tokenizer: Tokenizer, windows: list[str], *, rate: float, seed: int
+) -> float:
+    """Held-out bits per nucleotide with every selected token shown as `<mask>` (no random or
+    kept tokens), masking as in pretraining (`mask_span` consecutive tokens where tokens
+    overlap).
+
+    Tokens that tile the sequence (`mask_span == 1`): masked cross-entropy in bits over the
+    nucleotides the masked tokens add (`token_nucleotides`), so a masked 3-mer is scored
+    jointly on its three bases. Overlapping tokens (`mask_span > 1`): the cross-entropy of a
+    masked token counts the bases its unmasked neighbours show too, so each base hidden from
+    every unmasked token is scored alone instead, by the model's probability of it as the
+    first base of the token starting there (its k-mer distribution summed over the rest).
+    Both are `-log2 p` per hidden base; the second scores bases one at a time (marginals),
+    which can only cost it bits against a joint score.
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    from ..training import MaskedLM
+
+    objective = MaskedLM.for_tokenizer(tokenizer, rate=rate, mask_prob=1.0, random_prob=0.0)
+    tokens = jnp.asarray(tokenizer.batch_encode(windows))
+    keys = jax.vmap(lambda i: jr.fold_in(jr.key(seed), i))(jnp.arange(tokens.shape[0]))
+
+    @eqx.filter_jit
+    def log_probs(model, inputs):
+        return jax.nn.log_softmax(jax.vmap(model)(inputs).logits.astype(jnp.float32), axis=-1)
+
+    bits = nucleotides = 0.0
+    span = tokenizer.mask_span
+    first = _first_bases(tokenizer)
+    onehot = np.zeros((tokenizer.vocab_size, 5), np.float32)
+    onehot[first >= 0, first[first >= 0]] = 1.0
+    for lo in range(0, tokens.shape[0], 16):
+        batch = jax.vmap(objective.mask)(keys[lo : lo + 16], tokens[lo : lo + 16])
+        lp = np.asarray(log_probs(model, batch.inputs), np.float64)
+        targets, selected = np.asarray(batch.targets), np.asarray(batch.selected)
+        if span == 1:
+            picked = np.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
+            bits -= picked[selected].sum() / LN2
+            nucleotides += np.asarray(tokenizer.token_nucleotides)[targets][selected].sum()
+            continue
+        # base t (first of token t) is hidden when tokens t-span+1..t (those in the row) are
+        # all selected; score it by the first-base marginal of token t.
+        hidden = selected.copy()
+        for shift in range(1, span):
+            before = np.ones_like(selected)
+            before[:, shift:] = selected[:, :-shift] | (first[targets[:, :-shift]] < 0)
+            hidden &= before
+        base = first[targets]
+        hidden &= (base >= 0) & (base < 4)  # A C G T (an N-token scores nothing)
+        marginal = np.log(np.exp(lp) @ onehot + 1e-30)
+        picked = np.take_along_axis(marginal, np.maximum(base, 0)[..., None], axis=-1)[..., 0]
+        bits -= picked[hidden].sum() / LN2
+        nucleotides += hidden.sum()
+    return float(bits / nucleotides) if nucleotides else float("nan")
+
+
+def _validation_windows(arm: Arm, corpus, config: ComparisonConfig, count: int) -> list[str]:
+    coords = corpus.validation_coordinates(
+        window_tokens=window_tokens(arm.tokenizer, config.window_nucleotides),
+        tokenizer=arm.tokenizer,
+        max_windows=count,
+    )
+    return corpus.window_sequences(coords)
+
+
 def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) -> float:
     """Pseudo-log-likelihood in bits per nucleotide over `pll_windows` held-out windows (each
     token masked in turn). Not defined for tokens that overlap (`mask_span > 1`): a token
@@ -142,13 +225,8 @@ def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) 
 
     if arm.tokenizer.mask_span != 1 or config.pll_windows == 0:
         return float("nan")
-    coords = corpus.validation_coordinates(
-        window_tokens=window_tokens(arm.tokenizer, config.window_nucleotides),
-        tokenizer=arm.tokenizer,
-        max_windows=config.pll_windows,
-    )
     bits = nucleotides = 0.0
-    for window in corpus.window_sequences(coords):
+    for window in _validation_windows(arm, corpus, config, config.pll_windows):
         ll = pseudo_log_likelihood(model, arm.tokenizer, window)
         bits -= float(ll.total) / LN2
         nucleotides += float(np.sum(ll.spans[:, 1] - ll.spans[:, 0]))
@@ -240,7 +318,13 @@ def compare_tokenizations(
         previous = done.get(arm.name)
         if previous is not None and previous["tokenizer"] == repr(arm.tokenizer):
             log(f"{arm.name}: finished by an earlier run with this config; kept")
+            if "validation_bits_per_nucleotide" not in previous:  # a row of an older version
+                from .._checkpoints import from_pretrained
+
+                model, _ = from_pretrained(out / arm.name / "model")
+                previous = _upgrade(previous, model, arm, _corpus(fasta, arm, config), config)
             rows.append(previous)
+            _write_results(out, settings, rows)
             continue
         log(f"{arm.name}: {arm.tokenizer!r}")
         model_config = model_config_for(arm.tokenizer, config.size)
@@ -261,7 +345,8 @@ def compare_tokenizations(
         model = run.model
         params = eqx.filter(model, eqx.is_array)
         total = sum(x.size for x in jax.tree.leaves(params))
-        embedding = model_config.vocab_size * model_config.embed_dim
+        # per token: an embedding row, an LM-head row and its bias
+        per_token = model_config.vocab_size * (2 * model_config.embed_dim + 1)
         records = read_metrics(out / arm.name / "metrics.jsonl")
         curve = [
             {
@@ -282,12 +367,19 @@ def compare_tokenizations(
             "mask_span": arm.tokenizer.mask_span,
             "tokens_per_window": recipe.seq_length,
             "parameters": int(total),
-            "non_embedding_parameters": int(total - 2 * embedding),
+            "non_embedding_parameters": int(total - per_token),
             "nucleotides_seen": config.steps * config.batch_windows * config.window_nucleotides,
             "tokens_seen": config.steps * recipe.tokens_per_batch,
             "train_seconds": seconds,
             "tokens_per_s": float(np.median([r["tokens_per_s"] for r in train[1:] or train])),
-            "bits_per_nucleotide": final["bits_per_nucleotide"],
+            "bits_per_nucleotide": masked_bits_per_nucleotide(
+                model,
+                arm.tokenizer,
+                _validation_windows(arm, corpus, config, config.eval_windows),
+                rate=config.mask_rate,
+                seed=config.seed,
+            ),
+            "validation_bits_per_nucleotide": final["bits_per_nucleotide"],
             "accuracy": final["accuracy"],
             "pll_bits_per_nucleotide": _pll_bits_per_nucleotide(model, arm, corpus, config),
             "curve": curve,
@@ -306,13 +398,34 @@ def compare_tokenizations(
             f"{row['pll_bits_per_nucleotide']:.3f} bits/nt PLL, {seconds:.0f} s"
         )
         rows.append(row)
-        (out / "results.json").write_text(
-            json.dumps({"config": settings, "arms": rows}, indent=2) + "\n"
-        )
+        _write_results(out, settings, rows)
         # Every arm compiles dozens of shapes; a process keeping them all runs out of memory
         # maps (LLVM "Cannot allocate memory") by the fourth arm.
         jax.clear_caches()
     return rows
+
+
+def _write_results(out: pathlib.Path, settings: dict, rows: list[dict]) -> None:
+    """results.json, replaced whole (a crash mid-write leaves the previous one)."""
+    part = out / "results.json.part"
+    part.write_text(json.dumps({"config": settings, "arms": rows}, indent=2) + "\n")
+    part.replace(out / "results.json")
+
+
+def _upgrade(row: dict, model, arm: Arm, corpus, config: ComparisonConfig) -> dict:
+    """A row written before `masked_bits_per_nucleotide` and the corrected parameter count."""
+    mc = model.config
+    row = dict(row)
+    row["validation_bits_per_nucleotide"] = row["bits_per_nucleotide"]
+    row["bits_per_nucleotide"] = masked_bits_per_nucleotide(
+        model,
+        arm.tokenizer,
+        _validation_windows(arm, corpus, config, config.eval_windows),
+        rate=config.mask_rate,
+        seed=config.seed,
+    )
+    row["non_embedding_parameters"] = row["parameters"] - mc.vocab_size * (2 * mc.embed_dim + 1)
+    return row
 
 
 def _finished_arms(path: pathlib.Path, settings: dict) -> dict[str, dict]:

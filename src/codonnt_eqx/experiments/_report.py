@@ -94,6 +94,7 @@ def plot_results(rows: list[dict], path: str | pathlib.Path) -> None:
     axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=15)
     axes[1].set(ylabel="test metric, frozen linear probe (hatched: at init)")
     axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -302,6 +302,18 @@ def test_a_new_tokenization_plugs_in_without_touching_the_model():
         )
         vocab_size, pad_id, mask_id, cls_id, unk_id = 20, 0, 1, 2, 3
         special_ids = frozenset({0, 1, 2, 3})
+        mask_span = 2  # overlapping: a masked 2-mer is readable from its neighbours
+        token_nucleotides = np.array([0] * 4 + [1] * 16, np.int32)
+
+        def nucleotides_for_tokens(self, tokens):
+            return tokens
+
+        def to_config(self):
+            return {}
+
+        @classmethod
+        def from_config(cls, config):
+            return cls()
 
         def encode(self, sequence):
             return [2] + [

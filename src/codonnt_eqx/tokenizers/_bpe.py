@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Int
 
+from ._base import TokenizerBase
 from ._validation import (
     NUCLEOTIDES,
     SPECIALS,
@@ -89,7 +90,7 @@ def _model_of(tokenizer_json: str) -> tuple[list[str], list[tuple[str, ...]]]:
     return vocabulary, merges
 
 
-class BPETokenizer:
+class BPETokenizer(TokenizerBase):
     """Byte-pair encoding of DNA, learned from a corpus with `BPETokenizer.train`.
 
     Layout: ids 0..5 are `<unk> <pad> <mask> <cls> <eos> <bos>`, 6..10 the single bases
@@ -249,18 +250,6 @@ class BPETokenizer:
         )
 
     @property
-    def prepend_cls(self) -> bool:
-        return self._prepend_cls
-
-    @property
-    def uppercase(self) -> bool:
-        return self._uppercase
-
-    @property
-    def iupac_to_n(self) -> bool:
-        return self._iupac_to_n
-
-    @property
     def nucleotides_per_token(self) -> float:
         """Mean bases per token (`<cls>` not counted) on the training corpus."""
         return self._nucleotides_per_token
@@ -268,51 +257,9 @@ class BPETokenizer:
     # -- vocabulary -------------------------------------------------------------------------
 
     @property
-    def vocabulary(self) -> tuple[str, ...]:
-        """All tokens; a token's id is its index."""
-        return self._vocabulary
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocabulary)
-
-    @property
-    def unk_id(self) -> int:
-        return self._ids["<unk>"]
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids["<pad>"]
-
-    @property
-    def mask_id(self) -> int:
-        return self._ids["<mask>"]
-
-    @property
-    def cls_id(self) -> int:
-        return self._ids["<cls>"]
-
-    @property
-    def eos_id(self) -> int:
-        return self._ids["<eos>"]
-
-    @property
-    def bos_id(self) -> int:
-        return self._ids["<bos>"]
-
-    @property
-    def special_ids(self) -> frozenset[int]:
-        return self._special_ids
-
-    @property
     def mask_span(self) -> int:
         """1: BPE tokens do not overlap, so masking hides tokens one at a time."""
         return 1
-
-    @property
-    def token_nucleotides(self) -> Int[np.ndarray, " vocab"]:
-        """Nucleotides per token: its length, 0 for specials."""
-        return self._token_bases.copy()
 
     def nucleotides_for_tokens(self, tokens: int) -> int:
         """Bases that make about `tokens` tokens (with `<cls>`) on sequences like the training
@@ -335,12 +282,6 @@ class BPETokenizer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BPETokenizer:
         return cls(**config)
-
-    def token_to_id(self, token: str) -> int:
-        try:
-            return self._ids[token]
-        except KeyError:
-            raise ValueError(f"{token!r} is not in the vocabulary of {self!r}") from None
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -375,15 +316,6 @@ class BPETokenizer:
         """
         ids = self.batch_encode(sequences, length)
         return ids, tiling_spans(ids, self._token_bases)
-
-    def encode(self, sequence: str) -> list[int]:
-        """Token ids of one sequence (with `<cls>` first unless `prepend_cls=False`)."""
-        return self.batch_encode([sequence])[0].tolist()
-
-    def encode_with_spans(self, sequence: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of one sequence and each token's `(start, end)` span in it."""
-        ids, spans = self.batch_encode_with_spans([sequence])
-        return ids[0].tolist(), [tuple(s) for s in spans[0].tolist()]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The nucleotides of a token sequence; special and pad tokens are dropped."""

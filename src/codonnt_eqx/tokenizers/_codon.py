@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from jaxtyping import Int
 
+from ._base import TokenizerBase
 from ._protocol import SequenceError
 from ._validation import (
     NUCLEOTIDES,
@@ -31,7 +32,7 @@ def _codon_vocabulary() -> tuple[str, ...]:
     return (*SPECIALS, *codons, *_BASES, *with_n)
 
 
-class CodonTokenizer:
+class CodonTokenizer(TokenizerBase):
     """One token per codon of a coding sequence read in frame `frame`.
 
     The Nucleotide Transformer's k-mer tokenizer restarts its 3-mer grid after every `N`,
@@ -77,6 +78,7 @@ class CodonTokenizer:
         self._uppercase, self._iupac_to_n = bool(uppercase), bool(iupac_to_n)
         self._vocabulary = _codon_vocabulary()
         self._ids = {token: i for i, token in enumerate(self._vocabulary)}
+        self._special_ids = frozenset(range(len(SPECIALS)))
         self._normalise = normalising_table(uppercase=uppercase, iupac_to_n=iupac_to_n)
         # base-5 value 25 a + 5 b + c of a codon's base codes -> its token id
         self._codon_ids = np.array(
@@ -106,63 +108,12 @@ class CodonTokenizer:
     def partial(self) -> Literal["keep", "drop", "error"]:
         return self._partial
 
-    @property
-    def prepend_cls(self) -> bool:
-        return self._prepend_cls
-
-    @property
-    def uppercase(self) -> bool:
-        return self._uppercase
-
-    @property
-    def iupac_to_n(self) -> bool:
-        return self._iupac_to_n
-
     # -- vocabulary -------------------------------------------------------------------------
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        return self._vocabulary
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocabulary)
-
-    @property
-    def unk_id(self) -> int:
-        return 0
-
-    @property
-    def pad_id(self) -> int:
-        return 1
-
-    @property
-    def mask_id(self) -> int:
-        return 2
-
-    @property
-    def cls_id(self) -> int:
-        return 3
-
-    @property
-    def special_ids(self) -> frozenset[int]:
-        return frozenset(range(len(SPECIALS)))
-
-    def token_to_id(self, token: str) -> int:
-        try:
-            return self._ids[token]
-        except KeyError:
-            raise ValueError(f"{token!r} is not in the vocabulary of {self!r}") from None
 
     @property
     def mask_span(self) -> int:
         """1: codons do not overlap."""
         return 1
-
-    @property
-    def token_nucleotides(self) -> Int[np.ndarray, " vocab"]:
-        """3 for a codon, 1 for a single base, 0 for specials."""
-        return self._token_bases.copy()
 
     def nucleotides_for_tokens(self, tokens: int) -> int:
         """Bases of `tokens` tokens (with `<cls>`) of whole codons."""
@@ -236,22 +187,6 @@ class CodonTokenizer:
         for i, (_, s) in enumerate(rows):
             spans[i, : len(s)] = s
         return ids, spans
-
-    def batch_encode(
-        self, sequences: Sequence[str], length: int | None = None
-    ) -> Int[np.ndarray, "batch length"]:
-        """Encode a batch into int32 [B, L], right-padded with `<pad>` to `length` (`None`:
-        the longest). `SequenceError` / `SequenceTooLongError` name the sequence at fault."""
-        return self.batch_encode_with_spans(sequences, length)[0]
-
-    def encode(self, sequence: str) -> list[int]:
-        """Token ids of one sequence (with `<cls>` first unless `prepend_cls=False`)."""
-        return self.batch_encode([sequence])[0].tolist()
-
-    def encode_with_spans(self, sequence: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of one sequence and each token's `(start, end)` span in it."""
-        ids, spans = self.batch_encode_with_spans([sequence])
-        return ids[0].tolist(), [tuple(s) for s in spans[0].tolist()]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The nucleotides of a token sequence; special and pad tokens are dropped (with

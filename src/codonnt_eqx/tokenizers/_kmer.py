@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from jaxtyping import Int
 
+from ._base import TokenizerBase
 from ._validation import (
     N_CODE,
     NUCLEOTIDES,
@@ -41,7 +42,7 @@ def _kmer_vocabulary(k: int, layout: Literal["v1", "v2"]) -> tuple[str, ...]:
     return (*SPECIALS_V1_HEAD, *kmers, *singles, *SPECIALS_V1_TAIL)
 
 
-class KmerTokenizer:
+class KmerTokenizer(TokenizerBase):
     """Nucleotide Transformer k-mer tokenizer (Codon-NT is `KmerTokenizer(3)`).
 
     Rules, identical to the original: the sequence is split on `N`; each piece is cut into
@@ -116,66 +117,12 @@ class KmerTokenizer:
     def layout(self) -> Literal["v1", "v2"]:
         return self._layout
 
-    @property
-    def prepend_cls(self) -> bool:
-        return self._prepend_cls
-
-    @property
-    def uppercase(self) -> bool:
-        return self._uppercase
-
-    @property
-    def iupac_to_n(self) -> bool:
-        return self._iupac_to_n
-
     # -- vocabulary -------------------------------------------------------------------------
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        """All tokens; a token's id is its index."""
-        return self._vocabulary
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocabulary)
-
-    @property
-    def unk_id(self) -> int:
-        return self._ids["<unk>"]
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids["<pad>"]
-
-    @property
-    def mask_id(self) -> int:
-        return self._ids["<mask>"]
-
-    @property
-    def cls_id(self) -> int:
-        return self._ids["<cls>"]
-
-    @property
-    def eos_id(self) -> int:
-        return self._ids["<eos>"]
-
-    @property
-    def bos_id(self) -> int:
-        return self._ids["<bos>"]
-
-    @property
-    def special_ids(self) -> frozenset[int]:
-        return self._special_ids
 
     @property
     def mask_span(self) -> int:
         """1: k-mers do not overlap, so masking hides tokens one at a time."""
         return 1
-
-    @property
-    def token_nucleotides(self) -> Int[np.ndarray, " vocab"]:
-        """Nucleotides per token: k for a k-mer, 1 for a single base or N, 0 for specials."""
-        return self._token_bases.copy()
 
     def nucleotides_for_tokens(self, tokens: int) -> int:
         """Bases that make exactly `tokens` tokens (with `<cls>`) from a sequence without N."""
@@ -196,12 +143,6 @@ class KmerTokenizer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KmerTokenizer:
         return cls(**config)
-
-    def token_to_id(self, token: str) -> int:
-        try:
-            return self._ids[token]
-        except KeyError:
-            raise ValueError(f"{token!r} is not in the vocabulary of {self!r}") from None
 
     def save_vocab(self, path: str | os.PathLike) -> None:
         """Write the Hugging Face `vocab.txt`: one token per line, id = line number."""
@@ -309,15 +250,6 @@ class KmerTokenizer:
         single = cells[..., min(1, k - 1)] >= _N
         body[single] = self._single_ids[cells[..., 0][single]]
         return out
-
-    def encode(self, sequence: str) -> list[int]:
-        """Token ids of one sequence (with `<cls>` first unless `prepend_cls=False`)."""
-        return self.batch_encode([sequence])[0].tolist()
-
-    def encode_with_spans(self, sequence: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of one sequence and each token's `(start, end)` span in it."""
-        ids, spans = self.batch_encode_with_spans([sequence])
-        return ids[0].tolist(), [tuple(s) for s in spans[0].tolist()]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The nucleotides of a token sequence; special and pad tokens are dropped."""

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Int
 
+from ._base import TokenizerBase
 from ._protocol import SequenceError
 from ._validation import (
     N_CODE,
@@ -25,7 +26,7 @@ MAX_K = 8  # 4^8 = 65,536 k-mers; the N-free vocabulary grows 4x per k beyond th
 _LETTERS = np.frombuffer((NUCLEOTIDES + "N").encode("ascii"), dtype=np.uint8)
 
 
-class OverlappingKmerTokenizer:
+class OverlappingKmerTokenizer(TokenizerBase):
     """Overlapping k-mer tokenizer (stride 1, as DNABERT v1).
 
     A sequence of `L` bases becomes `L - k + 1` tokens: token `i` is the k-mer of bases
@@ -89,52 +90,7 @@ class OverlappingKmerTokenizer:
     def k(self) -> int:
         return self._k
 
-    @property
-    def prepend_cls(self) -> bool:
-        return self._prepend_cls
-
-    @property
-    def uppercase(self) -> bool:
-        return self._uppercase
-
-    @property
-    def iupac_to_n(self) -> bool:
-        return self._iupac_to_n
-
     # -- vocabulary -------------------------------------------------------------------------
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        """All tokens; a token's id is its index."""
-        return self._vocabulary
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocabulary)
-
-    @property
-    def unk_id(self) -> int:
-        return self._ids["<unk>"]
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids["<pad>"]
-
-    @property
-    def mask_id(self) -> int:
-        return self._ids["<mask>"]
-
-    @property
-    def cls_id(self) -> int:
-        return self._ids["<cls>"]
-
-    @property
-    def eos_id(self) -> int:
-        return self._ids["<eos>"]
-
-    @property
-    def bos_id(self) -> int:
-        return self._ids["<bos>"]
 
     @property
     def n_id(self) -> int:
@@ -142,19 +98,9 @@ class OverlappingKmerTokenizer:
         return self._n_id
 
     @property
-    def special_ids(self) -> frozenset[int]:
-        return self._special_ids
-
-    @property
     def mask_span(self) -> int:
         """k: each base is spelled by k consecutive tokens, so masking hides k together."""
         return self.k
-
-    @property
-    def token_nucleotides(self) -> Int[np.ndarray, " vocab"]:
-        """1 for every k-mer and the N-token (each adds one base to the sequence), 0 for
-        specials."""
-        return self._token_bases.copy()
 
     def nucleotides_for_tokens(self, tokens: int) -> int:
         """Bases that make exactly `tokens` tokens (with `<cls>`): `tokens - 1 + k - 1`."""
@@ -174,12 +120,6 @@ class OverlappingKmerTokenizer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> OverlappingKmerTokenizer:
         return cls(**config)
-
-    def token_to_id(self, token: str) -> int:
-        try:
-            return self._ids[token]
-        except KeyError:
-            raise ValueError(f"{token!r} is not in the vocabulary of {self!r}") from None
 
     # -- encoding ---------------------------------------------------------------------------
     #
@@ -255,15 +195,6 @@ class OverlappingKmerTokenizer:
         spans[:, extra:, 0] = np.where(valid, start, 0)
         spans[:, extra:, 1] = np.where(valid, start + self.k, 0)
         return ids, spans
-
-    def encode(self, sequence: str) -> list[int]:
-        """Token ids of one sequence (with `<cls>` first unless `prepend_cls=False`)."""
-        return self.batch_encode([sequence])[0].tolist()
-
-    def encode_with_spans(self, sequence: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of one sequence and each token's `(start, end)` span in it."""
-        ids, spans = self.batch_encode_with_spans([sequence])
-        return ids[0].tolist(), [tuple(s) for s in spans[0].tolist()]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The nucleotides of a token sequence; special and pad tokens are dropped.

@@ -1,7 +1,18 @@
 import os
 
 import hypothesis
+import jax
+import pytest
 
 hypothesis.settings.register_profile("ci", deadline=None, max_examples=40, derandomize=True)
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=40)
 hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module. Every executable holds memory
+    maps, and one process running the whole suite otherwise approaches the kernel's limit
+    (vm.max_map_count, 65,530), where LLVM fails with "Cannot allocate memory"."""
+    yield
+    jax.clear_caches()

@@ -65,10 +65,9 @@ def _tasks(specs: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from ..training import GenomeCorpus
     from ._arms import default_arms
     from ._report import plot_results, results_table
-    from ._tokenizations import ComparisonConfig, compare_tokenizations
+    from ._tokenizations import ComparisonConfig, _corpus, compare_tokenizations
 
     config = ComparisonConfig(
         size=args.size,
@@ -86,12 +85,8 @@ def _run(args: argparse.Namespace) -> None:
     tasks = _tasks(args.task)  # before any training: a bad table fails now
     bpe_training = []
     if "bpe" in args.arms:  # merges learned from the training parts only
-        corpus = GenomeCorpus.from_fasta(
-            args.fasta,
-            validation_fraction=config.validation_fraction,
-            validation_min_bases=2 * config.window_nucleotides,
-        )
-        bpe_training = list(corpus.training_sequences())
+        # the held-out split every arm uses (alignment 1: the BPE arm's)
+        bpe_training = list(_corpus(args.fasta, 1, config).training_sequences())
     arms = default_arms(args.arms, bpe_training=bpe_training, bpe_vocab_size=args.bpe_vocab_size)
     out = pathlib.Path(args.out)
     rows = compare_tokenizations(arms, args.fasta, out, config, tasks=tasks)

@@ -19,6 +19,8 @@ from .._model_config_for import model_config_for
 from ..tokenizers import Tokenizer
 
 LN2 = math.log(2)
+# The fields of a results.json row; a file of another format is not resumed from.
+_RESULTS_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,7 @@ def _pretrain_config(arm: Arm, config: ComparisonConfig):
     )
 
 
-def _corpus(fasta: Sequence[str | os.PathLike], arm: Arm, config: ComparisonConfig):
+def _corpus(fasta: Sequence[str | os.PathLike], alignment: int, config: ComparisonConfig):
     from ..training import GenomeCorpus
 
     return GenomeCorpus.from_fasta(
@@ -129,7 +131,7 @@ def _corpus(fasta: Sequence[str | os.PathLike], arm: Arm, config: ComparisonConf
         validation_fraction=config.validation_fraction,
         # room for a window of every arm (a BPE window may be a few bases longer)
         validation_min_bases=2 * config.window_nucleotides,
-        alignment=arm.alignment,
+        alignment=alignment,
         both_strands=False,  # coding sequences: the coding strand
     )
 
@@ -313,23 +315,20 @@ def compare_tokenizations(
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     done = _finished_arms(out / "results.json", settings)
-    rows = []
+    rows, corpora = [], {}
     for arm in arms:
         previous = done.get(arm.name)
         if previous is not None and previous["tokenizer"] == repr(arm.tokenizer):
             log(f"{arm.name}: finished by an earlier run with this config; kept")
-            if "validation_bits_per_nucleotide" not in previous:  # a row of an older version
-                from .._checkpoints import from_pretrained
-
-                model, _ = from_pretrained(out / arm.name / "model")
-                previous = _upgrade(previous, model, arm, _corpus(fasta, arm, config), config)
             rows.append(previous)
             _write_results(out, settings, rows)
             continue
         log(f"{arm.name}: {arm.tokenizer!r}")
         model_config = model_config_for(arm.tokenizer, config.size)
         recipe = _pretrain_config(arm, config)
-        corpus = _corpus(fasta, arm, config)
+        if arm.alignment not in corpora:  # read the files once per alignment, not per arm
+            corpora[arm.alignment] = _corpus(fasta, arm.alignment, config)
+        corpus = corpora[arm.alignment]
         started = time.perf_counter()
         run = pretrain(
             model_config,
@@ -408,32 +407,22 @@ def compare_tokenizations(
 def _write_results(out: pathlib.Path, settings: dict, rows: list[dict]) -> None:
     """results.json, replaced whole (a crash mid-write leaves the previous one)."""
     part = out / "results.json.part"
-    part.write_text(json.dumps({"config": settings, "arms": rows}, indent=2) + "\n")
+    record = {"format": _RESULTS_FORMAT, "config": settings, "arms": rows}
+    part.write_text(json.dumps(record, indent=2) + "\n")
     part.replace(out / "results.json")
 
 
-def _upgrade(row: dict, model, arm: Arm, corpus, config: ComparisonConfig) -> dict:
-    """A row written before `masked_bits_per_nucleotide` and the corrected parameter count."""
-    mc = model.config
-    row = dict(row)
-    row["validation_bits_per_nucleotide"] = row["bits_per_nucleotide"]
-    row["bits_per_nucleotide"] = masked_bits_per_nucleotide(
-        model,
-        arm.tokenizer,
-        _validation_windows(arm, corpus, config, config.eval_windows),
-        rate=config.mask_rate,
-        seed=config.seed,
-    )
-    row["non_embedding_parameters"] = row["parameters"] - mc.vocab_size * (2 * mc.embed_dim + 1)
-    return row
-
-
 def _finished_arms(path: pathlib.Path, settings: dict) -> dict[str, dict]:
-    """The rows of an earlier run into the same folder with the same config, by arm name."""
+    """The rows of an earlier run into the same folder with the same config and row format,
+    by arm name."""
     try:
         earlier = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    if not isinstance(earlier, dict) or earlier.get("config") != settings:
+    if (
+        not isinstance(earlier, dict)
+        or earlier.get("format") != _RESULTS_FORMAT
+        or earlier.get("config") != settings
+    ):
         return {}
     return {row["arm"]: row for row in earlier.get("arms", []) if isinstance(row, dict)}

@@ -30,17 +30,42 @@ class _Config:
     interpret: Any
 
 
-def _forward_impl(cfg: _Config, q, k, v, lengths):
-    return _KERNELS[cfg.backend].forward(
-        q,
-        k,
-        v,
-        lengths,
-        scale=cfg.scale,
-        blocks=cfg.blocks,
-        precision=cfg.precision,
-        interpret=cfg.interpret,
+def _folding_vmap(kernel):
+    """`kernel` (arrays with a leading batch axis in, a tuple of such arrays out) whose `vmap`
+    folds the mapped axis into that batch axis, so that one `pallas_call` covers the whole
+    batch.
+
+    The model calls attention once per sequence under `jax.vmap`. Pallas' own batching rule
+    would add a grid axis and turn the TPU kernels' SMEM lengths [batch] into a [batch, 1]
+    block, which Mosaic rejects; folding keeps every kernel's shapes those it was written for.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def run(*args):
+        return kernel(*args)
+
+    @run.def_vmap
+    def _(axis_size, in_batched, *args):
+        args = [
+            x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+            for x, batched in zip(args, in_batched, strict=True)
+        ]
+        outs = run(*(x.reshape(-1, *x.shape[2:]) for x in args))
+        outs = tuple(y.reshape(axis_size, -1, *y.shape[1:]) for y in outs)
+        return outs, tuple(True for _ in outs)
+
+    return run
+
+
+def _kernel_options(cfg: _Config) -> dict:
+    return dict(
+        scale=cfg.scale, blocks=cfg.blocks, precision=cfg.precision, interpret=cfg.interpret
     )
+
+
+def _forward_impl(cfg: _Config, q, k, v, lengths):
+    forward = functools.partial(_KERNELS[cfg.backend].forward, **_kernel_options(cfg))
+    return _folding_vmap(lambda *args: tuple(forward(*args)))(q, k, v, lengths)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -58,18 +83,9 @@ def _attention_bwd(cfg: _Config, residuals, do):
     q, k, v, lengths, o, lse = residuals
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.einsum("blhd,blhd->bhl", o.astype(jnp.float32), do.astype(jnp.float32))
-    dq, dk, dv = _KERNELS[cfg.backend].backward(
-        q,
-        k,
-        v,
-        lengths,
-        do,
-        lse,
-        delta[..., None],
-        scale=cfg.scale,
-        blocks=cfg.blocks,
-        precision=cfg.precision,
-        interpret=cfg.interpret,
+    backward = functools.partial(_KERNELS[cfg.backend].backward, **_kernel_options(cfg))
+    dq, dk, dv = _folding_vmap(lambda *args: tuple(backward(*args)))(
+        q, k, v, lengths, do, lse, delta[..., None]
     )
     return dq, dk, dv, None
 

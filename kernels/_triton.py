@@ -162,7 +162,9 @@ def _dkdv_kernel(
 
     zeros = jnp.zeros(k.shape, jnp.float32)
     # Key tiles entirely past the length get no query tiles: their gradients stay exactly 0.
-    num_q_tiles = jnp.where(start < kv_len, q_ref.shape[0] // block_q, 0)
+    # A product, not jnp.where: Triton lowers a scalar select to a type that scf.for does not
+    # accept beside its int32 lower bound ("all of {lowerBound, upperBound, step} have same type").
+    num_q_tiles = (start < kv_len).astype(jnp.int32) * (q_ref.shape[0] // block_q)
     dk, dv = lax.fori_loop(0, num_q_tiles, body, (zeros, zeros))
     dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, preset
+from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, check_token_ids, preset
 from helpers import V1, V2, V2_RESCALED, perturbed_model, token_batch
 
 # ---- the NumPy reference ----------------------------------------------------------------------
@@ -361,18 +361,50 @@ def test_out_of_vocabulary_ids_raise_eagerly_naming_the_id(bad, where):
         model(jnp.asarray(tokens))
 
 
-def test_out_of_vocabulary_ids_raise_under_jit_and_vmap():
+def test_invalid_sequences_get_nan_outputs_under_jit_and_vmap_and_the_others_are_untouched():
     model = perturbed_model(V2)
     tokens = token_batch(V2)
-    run = eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits)
-    run(model, tokens).block_until_ready()  # valid ids pass
-    # ids of a 6-mer tokenizer fed to the codon model
-    six = KmerTokenizer(6).batch_encode(["ACGTACGTACGTAAAAAA"])
-    above, below = tokens.copy(), tokens.copy()
-    above[1, 3], below[0, 5] = 75, -1
-    for bad in (above, below, six):
-        with pytest.raises(eqx.EquinoxRuntimeError, match="token ids must be in"):
-            run(model, jnp.asarray(bad)).block_until_ready()
+    run = eqx.filter_jit(lambda m, t: jax.vmap(m)(t))
+    good = run(model, tokens)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(good))
+    six = KmerTokenizer(6).batch_encode(["ACGTACGTACGTAAAAAA"])[0]  # ids of another vocabulary
+    assert six.max() >= V2.vocab_size
+    # (row, position, id): past the vocabulary, negative, a pad before real tokens, 6-mer ids
+    changes = [(1, slice(3, 4), [75]), (0, slice(5, 6), [-1]), (2, slice(1, 2), [V2.pad_token_id])]
+    changes.append((0, slice(0, len(six)), six))
+    for row, where, ids in changes:
+        bad = tokens.copy()
+        bad[row, where] = ids
+        out = run(model, jnp.asarray(bad))
+        others = np.delete(np.arange(len(tokens)), row)
+        for name in ("logits", "embeddings"):
+            assert np.isnan(np.asarray(getattr(out, name)[row])).all(), (name, row)
+            np.testing.assert_array_equal(getattr(out, name)[others], getattr(good, name)[others])
+
+
+def test_the_compiled_forward_holds_no_host_callback():
+    """Checks on traced input are array operations: a callback would cost a device-to-host
+    round trip in every step and make an ahead-of-time compile for an absent GPU fail."""
+    model = perturbed_model(V1)  # learned positions: every check present
+    tokens = token_batch(V1)
+    hlo = eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits).lower(model, tokens).as_text()
+    assert "callback" not in hlo.lower()
+
+
+@given(bad=st.one_of(st.integers(75, 10_000), st.integers(-10_000, -1)), row=st.integers(0, 2))
+def test_check_token_ids_names_the_first_offender(bad, row):
+    tokens = np.array(token_batch(V2))
+    check_token_ids(tokens, V2)
+    tokens[row, 4] = bad
+    with pytest.raises(ValueError, match=f"got {bad} at position 4 of sequence {row}"):
+        check_token_ids(tokens, V2)
+
+
+def test_check_token_ids_refuses_a_pad_before_a_real_token():
+    tokens = np.array(token_batch(V2))
+    tokens[1, 2] = V2.pad_token_id
+    with pytest.raises(ValueError, match=r"right padding\); sequence 1"):
+        check_token_ids(tokens, V2)
 
 
 def test_learned_positions_refuse_more_tokens_than_max_positions():
@@ -380,10 +412,13 @@ def test_learned_positions_refuse_more_tokens_than_max_positions():
     fits = np.array([[3] + [5] * 39 + [1] * 5])  # 40 real tokens, padded to 45: fine
     over = np.array([[3] + [5] * 40])
     jax.vmap(model)(fits)
+    check_token_ids(fits, V1)
     with pytest.raises(ValueError, match="max_positions = 40"):
         model(jnp.asarray(over[0]))
-    with pytest.raises(eqx.EquinoxRuntimeError, match="max_positions = 40"):
-        eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits)(model, over).block_until_ready()
+    with pytest.raises(ValueError, match="max_positions = 40"):
+        check_token_ids(over, V1)
+    out = eqx.filter_jit(lambda m, t: jax.vmap(m)(t).logits)(model, over)
+    assert np.isnan(np.asarray(out)).all()
 
 
 @pytest.mark.parametrize("shape", [(2, 8), (), (1, 1, 8)])

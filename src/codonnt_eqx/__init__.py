@@ -20,6 +20,7 @@ from ._fasta import iter_fasta as iter_fasta
 from ._fasta import read_fasta as read_fasta
 from ._model import ModelOutput as ModelOutput
 from ._model import NucleotideTransformer as NucleotideTransformer
+from ._model import check_token_ids as check_token_ids
 from ._model_config_for import SIZES as SIZES
 from ._model_config_for import model_config_for as model_config_for
 from ._scores import Scorer as Scorer

@@ -41,6 +41,8 @@ class BucketedRunner:
     - `bucket`, `max_length`, `batch_tokens`, `max_batch`: as above.
     - `devices`: `None` for every local device of the default backend, an int `n` for the
       first `n` of them, or the devices themselves.
+    - `check`: called on every padded batch (int32 NumPy [rows, length]) before it runs, to
+      raise on rows the compiled `fn` cannot check itself (e.g. `check_token_ids`).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class BucketedRunner:
         batch_tokens: int,
         max_batch: int | None = None,
         devices: Devices = None,
+        check: Callable[[np.ndarray], None] | None = None,
     ):
         for name, value in (("bucket", bucket), ("max_length", max_length)):
             if value < 1:
@@ -60,6 +63,7 @@ class BucketedRunner:
         if batch_tokens < 1 or (max_batch is not None and max_batch < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_tokens}, {max_batch}")
         self._fn = eqx.filter_jit(fn)
+        self._check = check
         self._pad_id = pad_id
         self._bucket, self._max_length = bucket, max_length
         self._batch_tokens, self._max_batch = batch_tokens, max_batch
@@ -132,6 +136,8 @@ class BucketedRunner:
                 batch = np.full((num_rows, length), self._pad_id, np.int32)
                 for j, i in enumerate(part):
                     batch[j, : lengths[i]] = rows[i]
+                if self._check is not None:
+                    self._check(batch)
                 run = self._executable(model, (num_rows, length))
                 start = time.perf_counter()
                 out = np.asarray(run(model, self._put(batch)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
@@ -13,7 +14,7 @@ from jaxtyping import Float, Int
 
 from ._batching import BucketedRunner, Devices
 from ._fasta import FastaRecord
-from ._model import NucleotideTransformer
+from ._model import NucleotideTransformer, check_token_ids
 from ._windows import plan_windows
 from .tokenizers import SequenceError, Tokenizer
 
@@ -159,6 +160,7 @@ class Embedder:
             batch_tokens=batch_tokens,
             max_batch=max_batch,
             devices=devices,
+            check=functools.partial(check_token_ids, config=model.config),
         )
         self.tokens_done = 0
 

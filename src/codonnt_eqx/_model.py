@@ -130,10 +130,14 @@ class NucleotideTransformer(eqx.Module):
           O(heads x length^2) memory per layer asked.
         - `remat`: rematerialise each block in the backward pass (saves memory in training).
 
-        Positions after the first pad must all be pads; a pad in the middle raises. Ids outside
-        the vocabulary (JAX gathers would silently clamp them), more non-pad tokens than
-        `max_positions` in a learned-position model, and a batched (2-D) input raise too:
-        `ValueError` when called eagerly, an `EquinoxRuntimeError` under `jit` / `vmap`.
+        Positions after the first pad must all be pads. Called eagerly, a pad in the middle,
+        ids outside the vocabulary (JAX gathers would silently clamp them) and more non-pad
+        tokens than `max_positions` in a learned-position model raise `ValueError`. Under `jit`
+        / `vmap` the values are not known, and a check would be a host callback in every step
+        (a device-to-host round trip on an accelerator, and no ahead-of-time compile without
+        one): there such a sequence gets NaN outputs instead, never a silent wrong answer.
+        The package's own entry points (embedding, scoring, training) check their token
+        batches on the host before the compiled call. A batched (2-D) input always raises.
         """
         c = self.config
         tokens = _checked_tokens(tokens, c)
@@ -141,11 +145,7 @@ class NucleotideTransformer(eqx.Module):
         length = tokens.shape[0]
         is_pad = tokens == c.pad_token_id
         num_valid = jnp.sum(~is_pad).astype(jnp.int32)
-        tokens = eqx.error_if(
-            tokens,
-            jnp.any(is_pad != (jnp.arange(length) >= num_valid)),
-            "pad tokens must all come after the sequence (right padding)",
-        )
+        invalid = _invalid_tokens(tokens, is_pad, num_valid, c)
         x = self._input_embedding(tokens, is_pad)
         rotary = None
         if self.rotary is not None:
@@ -184,39 +184,72 @@ class NucleotideTransformer(eqx.Module):
                 weights = block.attention_weights(x_in, num_valid, rotary, dtype=dtype)
                 for head in sorted({h for ly, h in attention_maps if ly == layer}):
                     maps[(layer, head)] = weights[head]
-        return ModelOutput(logits, embeddings, states, maps)
+        out = ModelOutput(logits, embeddings, states, maps)
+        if invalid is None:
+            return out
+        return jax.tree.map(lambda y: jnp.where(invalid, jnp.nan, y), out)
 
 
 _ONE_SEQUENCE = "one sequence per call; batch with jax.vmap(model)"
 
 
 def _checked_tokens(tokens, c: ModelConfig) -> Int[Array, " length"]:
-    """`tokens` as an int array, with its ids and length checked against the config: a plain
-    error naming the first offender for concrete input, `eqx.error_if` for traced input."""
+    """`tokens` as an int array of shape [length]; for concrete input its ids, padding and
+    length are checked against the config too (`ValueError` naming the first offender)."""
     if not isinstance(tokens, jax.Array):
         tokens = jnp.asarray(tokens)
     if tokens.ndim != 1:
         raise ValueError(f"tokens must have shape [length], got {tokens.shape}: {_ONE_SEQUENCE}")
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-    learned = c.positional_embedding == "learned"
-    outside = f"token ids must be in [0, {c.vocab_size}) for this model's vocabulary"
-    too_long = f"more than max_positions = {c.max_positions} non-pad tokens (learned positions)"
     if not isinstance(tokens, jax.core.Tracer):
-        ids = np.asarray(tokens)
-        bad = np.flatnonzero((ids < 0) | (ids >= c.vocab_size))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"{outside}; got {int(ids[i])} at position {i} (a tokenizer of another vocabulary?)"
-            )
-        if learned and np.count_nonzero(ids != c.pad_token_id) > c.max_positions:
-            raise ValueError(f"{too_long}: got {np.count_nonzero(ids != c.pad_token_id)}")
-        return tokens
-    tokens = eqx.error_if(tokens, jnp.any((tokens < 0) | (tokens >= c.vocab_size)), outside)
-    if learned and tokens.shape[0] > c.max_positions:
-        tokens = eqx.error_if(tokens, jnp.sum(tokens != c.pad_token_id) > c.max_positions, too_long)
+        check_token_ids(np.asarray(tokens)[None], c)
     return tokens
+
+
+def check_token_ids(tokens: np.ndarray, config: ModelConfig) -> None:
+    """Raise `ValueError` naming the first offender if a batch of token ids [batch, length]
+    (concrete, on the host) is not valid input for a model of `config`: ids outside the
+    vocabulary, a pad before a real token, or more real tokens than a learned-position model
+    has positions. The entry points call this before their compiled call, where the model
+    itself can no longer check (see `NucleotideTransformer.__call__`)."""
+    c = config
+    ids = np.asarray(tokens)
+    bad = np.argwhere((ids < 0) | (ids >= c.vocab_size))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        at = f"position {where[-1]}" + (f" of sequence {where[0]}" if len(ids) > 1 else "")
+        raise ValueError(
+            f"token ids must be in [0, {c.vocab_size}) for this model's vocabulary; got "
+            f"{int(ids[where])} at {at} (a tokenizer of another vocabulary?)"
+        )
+    is_pad = ids == c.pad_token_id
+    misplaced = np.flatnonzero(np.any(is_pad[:, :-1] & ~is_pad[:, 1:], axis=-1))
+    if misplaced.size:
+        row = int(misplaced[0])
+        raise ValueError(
+            "pad tokens must all come after the sequence (right padding)"
+            + (f"; sequence {row} has a pad before a real token" if len(ids) > 1 else "")
+        )
+    if c.positional_embedding == "learned":
+        counts = np.count_nonzero(~is_pad, axis=-1)
+        if counts.size and counts.max() > c.max_positions:
+            raise ValueError(
+                f"more than max_positions = {c.max_positions} non-pad tokens (learned "
+                f"positions): got {int(counts.max())}"
+            )
+
+
+def _invalid_tokens(tokens, is_pad, num_valid, c: ModelConfig) -> jax.Array | None:
+    """bool []: traced `tokens` that `check_token_ids` would refuse (None for concrete ones,
+    checked already). Computed on the device, with no host callback."""
+    if not isinstance(tokens, jax.core.Tracer):
+        return None
+    invalid = jnp.any((tokens < 0) | (tokens >= c.vocab_size))
+    invalid |= jnp.any(is_pad != (jnp.arange(tokens.shape[0]) >= num_valid))
+    if c.positional_embedding == "learned":
+        invalid |= num_valid > c.max_positions
+    return invalid
 
 
 def _check_options(c: ModelConfig, attention, dtype, attention_maps) -> None:

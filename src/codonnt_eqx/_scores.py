@@ -4,6 +4,7 @@ per-token log-probabilities and zero-shot variant effects."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -14,7 +15,7 @@ from ._batching import BucketedRunner, Devices
 from ._consequence import consequence, looks_coding
 from ._embed import DTYPES, default_window
 from ._fasta import FastaRecord
-from ._model import NucleotideTransformer
+from ._model import NucleotideTransformer, check_token_ids
 from ._windows import plan_windows
 from .tokenizers import SequenceError, Tokenizer
 
@@ -128,6 +129,7 @@ class Scorer:
             max_length=window,
             batch_tokens=batch_tokens,
             devices=devices,
+            check=functools.partial(check_token_ids, config=model.config),
         )
 
     # -- sequences ------------------------------------------------------------------------------

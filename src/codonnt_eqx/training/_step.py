@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -15,6 +14,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._lowerable_jit import LowerableJit, is_dynamic
 from .._model import NucleotideTransformer
 from ..kernels import IMPLEMENTATIONS, Implementation
 from ..tokenizers import Tokenizer
@@ -84,7 +84,7 @@ def make_train_step(
     attention: Implementation = "auto",
     remat: bool = False,
     donate: bool = True,
-) -> Callable:
+) -> TrainStep:
     """A jitted training step `step(model, opt_state, tokens, key) -> (model, opt_state,
     StepMetrics)`.
 
@@ -129,11 +129,7 @@ def make_train_step(
         (_, metrics), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
         return grads, metrics
 
-    def step(model: NucleotideTransformer, opt_state, tokens, key, example_ids=None):
-        if tokens.ndim != 3:
-            raise ValueError(f"tokens must be [accumulation, batch, length], got {tokens.shape}")
-        if example_ids is None:
-            example_ids = jnp.arange(tokens.shape[0] * tokens.shape[1]).reshape(tokens.shape[:2])
+    def step(model, opt_state, tokens, key, example_ids):
         params, static = eqx.partition(model, eqx.is_array)
         run = functools.partial(micro, static, params, key=key)
         zeros = jax.tree.map(
@@ -149,8 +145,38 @@ def make_train_step(
         count = jnp.maximum(metrics.num_selected, 1).astype(jnp.float32)
         grads = jax.tree.map(lambda g: g / count, grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        model = eqx.apply_updates(model, updates)
+        params = eqx.apply_updates(params, updates)
         grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        return model, opt_state, StepMetrics(metrics, grad_norm)
+        return params, opt_state, StepMetrics(metrics, grad_norm)
 
-    return eqx.filter_jit(step, donate="all" if donate else "none")
+    return TrainStep(LowerableJit(step, donate_argnums=(0, 1) if donate else ()))
+
+
+class TrainStep:
+    """The step `make_train_step` builds: `step(model, opt_state, tokens, key,
+    example_ids=None) -> (model, opt_state, StepMetrics)`, jitted once per shape;
+    `step.trace(...)` takes the same arguments with `jax.ShapeDtypeStruct`s for arrays (e.g.
+    `eqx.filter_eval_shape` of the model and of `optimizer.init`) and returns the traced step,
+    to lower and compile ahead of time: `.lower(lowering_platforms=("cuda",)).compile()`."""
+
+    def __init__(self, jitted: LowerableJit):
+        self._jitted = jitted
+
+    @staticmethod
+    def _arguments(tokens, example_ids):
+        if len(tokens.shape) != 3:
+            raise ValueError(f"tokens must be [accumulation, batch, length], got {tokens.shape}")
+        if example_ids is None:
+            example_ids = np.arange(tokens.shape[0] * tokens.shape[1], dtype=np.int32)
+            example_ids = example_ids.reshape(tokens.shape[:2])
+        return example_ids
+
+    def __call__(self, model: NucleotideTransformer, opt_state, tokens, key, example_ids=None):
+        example_ids = self._arguments(tokens, example_ids)
+        static = eqx.filter(model, is_dynamic, inverse=True)
+        params, opt_state, metrics = self._jitted(model, opt_state, tokens, key, example_ids)
+        return eqx.combine(params, static), opt_state, metrics
+
+    def trace(self, model, opt_state, tokens, key, example_ids=None) -> jax.stages.Traced:
+        example_ids = self._arguments(tokens, example_ids)
+        return self._jitted.trace(model, opt_state, tokens, key, example_ids)

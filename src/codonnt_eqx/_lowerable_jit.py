@@ -1,0 +1,72 @@
+"""`lowerable_jit`: `eqx.filter_jit` for pure steps over Equinox modules that can also be traced
+from abstract shapes, so that a step compiles ahead of time for hardware that is not here (and
+a memory planner needs no real parameters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+
+
+def is_dynamic(x) -> bool:
+    """What a step traces: arrays, and `jax.ShapeDtypeStruct`s standing in for them.
+
+    `eqx.filter_jit` takes a `ShapeDtypeStruct` for a static Python value, so a step jitted
+    with it cannot be traced from `eqx.filter_eval_shape(...)` outputs."""
+    return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+
+class _Static:
+    """The non-array rest of the arguments, hashable as `jax.jit`'s static argument."""
+
+    def __init__(self, tree):
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.leaves = tuple(leaves)
+        self.tree = tree
+
+    def __hash__(self) -> int:
+        return hash((self.treedef, self.leaves))
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, _Static)
+            and self.treedef == other.treedef
+            and self.leaves == other.leaves
+        )
+
+
+class LowerableJit:
+    """`fn(*args)` jitted with the array leaves of every argument traced and the rest static.
+
+    `fn` must return arrays only (pytrees of arrays, `None` allowed): callers recombine returned
+    parameters with the static parts they passed in (`eqx.combine`).
+
+    - `jitted(*args)`: runs on concrete arguments.
+    - `jitted.trace(*args)`: `jax.stages.Traced` from arguments whose arrays may be
+      `jax.ShapeDtypeStruct`s (with shardings for a deviceless compile); then
+      `.lower(lowering_platforms=("cuda",)).compile()`.
+    """
+
+    def __init__(self, fn: Callable, donate_argnums: Sequence[int] = ()):
+        def core(static: _Static, *dynamic):
+            return fn(*eqx.combine(list(dynamic), static.tree))
+
+        self._jit = jax.jit(
+            core, static_argnums=0, donate_argnums=tuple(i + 1 for i in donate_argnums)
+        )
+
+    @staticmethod
+    def _split(args) -> tuple[_Static, list[Any]]:
+        dynamic, static = eqx.partition(list(args), is_dynamic)
+        return _Static(static), dynamic
+
+    def __call__(self, *args):
+        static, dynamic = self._split(args)
+        return self._jit(static, *dynamic)
+
+    def trace(self, *args) -> jax.stages.Traced:
+        static, dynamic = self._split(args)
+        return self._jit.trace(static, *dynamic)

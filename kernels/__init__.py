@@ -10,6 +10,8 @@ from ._attention import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._attention import Implementation as Implementation
 from ._attention import attention as attention
 from ._blocked import blocked_attention as blocked_attention
+from ._blocks import CANDIDATE_BLOCK_SIZES as CANDIDATE_BLOCK_SIZES
+from ._blocks import DEFAULT_BLOCK_SIZES as DEFAULT_BLOCK_SIZES
 from ._blocks import BlockSizes as BlockSizes
 from ._flash import flash_attention as flash_attention
 from ._reference import attention_weights as attention_weights

@@ -52,3 +52,24 @@ def num_warps(blocks: BlockSizes, head_dim: int) -> int:
     if blocks.num_warps is not None:
         return blocks.num_warps
     return 4 if head_dim <= 64 else 8
+
+
+def _uniform(q: int, k: int, **options) -> BlockSizes:
+    return BlockSizes(block_q=q, block_k=k, block_q_bwd=q, block_k_bwd=k, **options)
+
+
+# What a block-size sweep (bench/gpu/run.py) may pick from, the defaults included: every one is
+# compiled deviceless for H100 and TPU v5e in the accelerator-compile tests at each head dim and
+# dtype. GPU: square and oblong tiles of 32..128 (past 128 a [block, block] float32 score tile
+# alone is 64 KiB of registers per program); TPU: multiples of the 128 lanes up to 512.
+CANDIDATE_BLOCK_SIZES = {
+    "gpu": (
+        DEFAULT_BLOCK_SIZES["gpu"],
+        _uniform(32, 32),
+        _uniform(128, 64),
+        _uniform(64, 128),
+        _uniform(128, 128),
+        _uniform(64, 64, num_stages=3),
+    ),
+    "tpu": (DEFAULT_BLOCK_SIZES["tpu"], _uniform(256, 256), _uniform(512, 512), _uniform(128, 512)),
+}

@@ -16,6 +16,7 @@ from jax.typing import ArrayLike
 from . import _mosaic_tpu, _triton
 from ._blocks import DEFAULT_BLOCK_SIZES, BlockSizes
 from ._contract import check_attention_inputs, empty_attention
+from ._partitioning import sharded_by_batch_and_heads
 
 _KERNELS = {"gpu": _triton, "tpu": _mosaic_tpu}
 MAX_HEAD_DIM = 256
@@ -63,9 +64,20 @@ def _kernel_options(cfg: _Config) -> dict:
     )
 
 
+_BLHD, _STATS = "blhd", "bhlx"  # the kernels' layouts: arrays [b, l, h, d], lse/delta [b, h, l, 1]
+
+
+def _kernel_call(kernel, in_layouts, out_layouts):
+    """`kernel` made to batch by folding (`_folding_vmap`) and to shard by batch and heads."""
+    return _folding_vmap(
+        sharded_by_batch_and_heads(lambda *args: tuple(kernel(*args)), in_layouts, out_layouts)
+    )
+
+
 def _forward_impl(cfg: _Config, q, k, v, lengths):
     forward = functools.partial(_KERNELS[cfg.backend].forward, **_kernel_options(cfg))
-    return _folding_vmap(lambda *args: tuple(forward(*args)))(q, k, v, lengths)
+    call = _kernel_call(forward, (_BLHD, _BLHD, _BLHD, "b"), (_BLHD, _STATS))
+    return call(q, k, v, lengths)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -84,9 +96,10 @@ def _attention_bwd(cfg: _Config, residuals, do):
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.einsum("blhd,blhd->bhl", o.astype(jnp.float32), do.astype(jnp.float32))
     backward = functools.partial(_KERNELS[cfg.backend].backward, **_kernel_options(cfg))
-    dq, dk, dv = _folding_vmap(lambda *args: tuple(backward(*args)))(
-        q, k, v, lengths, do, lse, delta[..., None]
+    call = _kernel_call(
+        backward, (_BLHD, _BLHD, _BLHD, "b", _BLHD, _STATS, _STATS), (_BLHD, _BLHD, _BLHD)
     )
+    dq, dk, dv = call(q, k, v, lengths, do, lse, delta[..., None])
     return dq, dk, dv, None
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._fasta import FastaRecord, read_fasta
+from .accelerators import AcceleratorUnavailableError
 from .kernels import IMPLEMENTATIONS
 from .tokenizers._kmer import MAX_K, KmerTokenizer
 from .tokenizers._validation import IUPAC_AMBIGUITY
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments._cli import add_experiment_parser
 
     add_experiment_parser(commands, _int_in, _float_above)
+    from .accelerators._cli import add_plan_parser
+
+    add_plan_parser(commands)
     return parser
 
 
@@ -408,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codonnt-eqx: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TrainingError) as e:  # FASTA, sequence, checkpoint, ...
+    except (OSError, ValueError, TrainingError, AcceleratorUnavailableError) as e:
         print(f"codonnt-eqx: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0

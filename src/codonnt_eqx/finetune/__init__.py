@@ -24,6 +24,8 @@ from ._predictor import Finetuned as Finetuned
 from ._predictor import representation as representation
 from ._saving import load_finetuned as load_finetuned
 from ._saving import save_finetuned as save_finetuned
+from ._step import make_step as make_step
+from ._step import sequence_forward as sequence_forward
 from ._tasks import STOP_CODONS as STOP_CODONS
 from ._tasks import TASK_KINDS as TASK_KINDS
 from ._tasks import Task as Task

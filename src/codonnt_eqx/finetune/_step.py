@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
+from .._lowerable_jit import LowerableJit, is_dynamic
+
 
 def task_loss(
     kind: str,
@@ -34,19 +36,29 @@ def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformat
     loss)`: one Adam step on `trainable`, jitted once per input shape. `forward(combined,
     inputs)` maps the recombined module and a batch of inputs to outputs. The trainable part
     and the optimiser state are donated; the frozen part (the base weights) is never written.
+    `step.trace(...)` takes the same arguments with `jax.ShapeDtypeStruct`s for arrays and
+    returns the traced step, to compile ahead of time (see `TrainStep`).
     """
 
     def loss_fn(trainable, frozen, inputs, targets, weights):
         return task_loss(kind, forward(eqx.combine(trainable, frozen), inputs), targets, weights)
 
-    @eqx.filter_jit(donate="all-except-first")
-    def step(frozen, trainable, opt_state, inputs, targets, weights):
+    def update(frozen, trainable, opt_state, inputs, targets, weights):
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
             trainable, frozen, inputs, targets, weights
         )
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return eqx.apply_updates(trainable, updates), opt_state, loss
+        trainable = eqx.filter(eqx.apply_updates(trainable, updates), eqx.is_array)
+        return trainable, opt_state, loss
 
+    jitted = LowerableJit(update, donate_argnums=(1, 2))
+
+    def step(frozen, trainable, opt_state, inputs, targets, weights):
+        static = eqx.filter(trainable, is_dynamic, inverse=True)
+        trainable, opt_state, loss = jitted(frozen, trainable, opt_state, inputs, targets, weights)
+        return eqx.combine(trainable, static), opt_state, loss
+
+    step.trace = jitted.trace
     return step
 
 

@@ -1,0 +1,19 @@
+"""Compiling for GPUs and TPUs without them ("deviceless"): targets, abstract arguments, what a
+compiled program holds, and the memory planner built on them."""
+
+from ._compile import abstract as abstract
+from ._compile import collectives as collectives
+from ._compile import compile_traced as compile_traced
+from ._compile import custom_call_targets as custom_call_targets
+from ._compile import kernel_calls as kernel_calls
+from ._targets import TARGETS as TARGETS
+from ._targets import AcceleratorUnavailableError as AcceleratorUnavailableError
+from ._targets import Target as Target
+from ._targets import compiler_available as compiler_available
+from ._targets import devices as devices
+from ._targets import prepare_environment as prepare_environment
+from ._targets import target as target
+from ._plan import WORKLOADS as WORKLOADS
+from ._plan import MemoryPlan as MemoryPlan
+from ._plan import largest_batch as largest_batch
+from ._plan import plan_memory as plan_memory

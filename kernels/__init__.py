@@ -13,6 +13,7 @@ from ._blocked import blocked_attention as blocked_attention
 from ._blocks import CANDIDATE_BLOCK_SIZES as CANDIDATE_BLOCK_SIZES
 from ._blocks import DEFAULT_BLOCK_SIZES as DEFAULT_BLOCK_SIZES
 from ._blocks import BlockSizes as BlockSizes
+from ._blocks import candidate_block_sizes as candidate_block_sizes
 from ._flash import flash_attention as flash_attention
 from ._reference import attention_weights as attention_weights
 from ._reference import reference_attention as reference_attention

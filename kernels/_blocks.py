@@ -58,10 +58,11 @@ def _uniform(q: int, k: int, **options) -> BlockSizes:
     return BlockSizes(block_q=q, block_k=k, block_q_bwd=q, block_k_bwd=k, **options)
 
 
-# What a block-size sweep (bench/gpu/run.py) may pick from, the defaults included: every one is
-# compiled deviceless for H100 and TPU v5e in the accelerator-compile tests at each head dim and
-# dtype. GPU: square and oblong tiles of 32..128 (past 128 a [block, block] float32 score tile
-# alone is 64 KiB of registers per program); TPU: multiples of the 128 lanes up to 512.
+# What a block-size sweep (bench/gpu/run.py) may pick from, the defaults first: each one that
+# `candidate_block_sizes` keeps for a head dim and dtype is compiled deviceless for H100 and
+# TPU v5e in the accelerator-compile tests. GPU: square and oblong tiles of 32..128 (past 128
+# a [block, block] float32 score tile alone is 64 KiB of registers per program); TPU:
+# multiples of the 128 lanes up to 512.
 CANDIDATE_BLOCK_SIZES = {
     "gpu": (
         DEFAULT_BLOCK_SIZES["gpu"],
@@ -73,3 +74,36 @@ CANDIDATE_BLOCK_SIZES = {
     ),
     "tpu": (DEFAULT_BLOCK_SIZES["tpu"], _uniform(256, 256), _uniform(512, 512), _uniform(128, 512)),
 }
+
+H100_SHARED_MEMORY = 232_448  # bytes per block (opt-in) on sm90: XLA's H100 description
+
+
+def triton_shared_memory(blocks: BlockSizes, head_dim: int, itemsize: int) -> int:
+    """Estimated shared memory (bytes) of the largest of the three Triton kernels: the tiles a
+    program loads once, plus `num_stages` copies of the two tiles its loop streams.
+
+    Forward: Q resident, K and V streamed; dQ: Q and dO resident, K and V streamed; dK/dV: K
+    and V resident, Q and dO streamed. It reproduces Triton's own figure where the compile
+    fails (128 x 64 tiles, head_dim 128, float32: 262,144 bytes requested).
+    """
+    row = head_dim * itemsize
+    stages = blocks.num_stages
+    forward = blocks.block_q * row + 2 * stages * blocks.block_k * row
+    dq = 2 * blocks.block_q_bwd * row + 2 * stages * blocks.block_k_bwd * row
+    dkdv = 2 * blocks.block_k_bwd * row + 2 * stages * blocks.block_q_bwd * row
+    return max(forward, dq, dkdv)
+
+
+def candidate_block_sizes(
+    backend: str, head_dim: int, itemsize: int, shared_memory: int = H100_SHARED_MEMORY
+) -> tuple[BlockSizes, ...]:
+    """The `CANDIDATE_BLOCK_SIZES` of `backend` that fit a head dim (padded as the kernels pad
+    it) and an input itemsize (bytes; float32 is 4); on GPU, within `shared_memory` bytes."""
+    if backend == "tpu":
+        return CANDIDATE_BLOCK_SIZES["tpu"]
+    padded = max(16, 1 << (head_dim - 1).bit_length())
+    return tuple(
+        b
+        for b in CANDIDATE_BLOCK_SIZES["gpu"]
+        if triton_shared_memory(b, padded, itemsize) <= shared_memory
+    )

@@ -1,8 +1,14 @@
 import os
 
-import hypothesis
-import jax
-import pytest
+# Deviceless GPU/TPU compiles (tests/test_accelerator_compile.py): the CUDA plugin registers
+# without a driver, and the test processes may all load libtpu (its lock file otherwise lets one
+# in). Set before JAX starts any backend.
+os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
+import hypothesis  # noqa: E402
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 hypothesis.settings.register_profile("ci", deadline=None, max_examples=40, derandomize=True)
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=40)

@@ -13,6 +13,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._lowerable_jit import mesh_context
+
 DATA = "data"
 Devices = int | Sequence[jax.Device] | None
 
@@ -111,7 +113,8 @@ class BucketedRunner:
         if shape not in self._compiled:
             start = time.perf_counter()
             example = self._put(np.full(shape, self._pad_id, np.int32))
-            self._compiled[shape] = self._fn.lower(model, example).compile()
+            with mesh_context(example):  # the kernels then run per device (a TPU needs it)
+                self._compiled[shape] = self._fn.lower(model, example).compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[shape]
 

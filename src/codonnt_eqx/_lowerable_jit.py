@@ -4,11 +4,13 @@ a memory planner needs no real parameters)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
 import jax
+from jax.sharding import NamedSharding
 
 
 def is_dynamic(x) -> bool:
@@ -38,6 +40,17 @@ class _Static:
         )
 
 
+def mesh_context(tree):
+    """`jax.sharding.use_abstract_mesh` of the first multi-device mesh that an array of `tree`
+    is placed on, or a no-op. The Pallas kernels read it to run per device
+    (kernels/_partitioning.py); only the abstract mesh is set, so nothing is placed by it."""
+    for x in jax.tree.leaves(tree):
+        sharding = getattr(x, "sharding", None)
+        if isinstance(sharding, NamedSharding) and sharding.mesh.size > 1:
+            return jax.sharding.use_abstract_mesh(sharding.mesh.abstract_mesh)
+    return contextlib.nullcontext()
+
+
 class LowerableJit:
     """`fn(*args)` jitted with the array leaves of every argument traced and the rest static.
 
@@ -48,6 +61,8 @@ class LowerableJit:
     - `jitted.trace(*args)`: `jax.stages.Traced` from arguments whose arrays may be
       `jax.ShapeDtypeStruct`s (with shardings for a deviceless compile); then
       `.lower(lowering_platforms=("cuda",)).compile()`.
+
+    Arguments sharded over a mesh trace with that mesh in context (`mesh_context`).
     """
 
     def __init__(self, fn: Callable, donate_argnums: Sequence[int] = ()):
@@ -65,8 +80,10 @@ class LowerableJit:
 
     def __call__(self, *args):
         static, dynamic = self._split(args)
-        return self._jit(static, *dynamic)
+        with mesh_context(dynamic):
+            return self._jit(static, *dynamic)
 
     def trace(self, *args) -> jax.stages.Traced:
         static, dynamic = self._split(args)
-        return self._jit.trace(static, *dynamic)
+        with mesh_context(dynamic):
+            return self._jit.trace(static, *dynamic)

@@ -5,6 +5,7 @@ from ._compile import abstract as abstract
 from ._compile import collectives as collectives
 from ._compile import compile_traced as compile_traced
 from ._compile import custom_call_targets as custom_call_targets
+from ._compile import host_callbacks as host_callbacks
 from ._compile import kernel_calls as kernel_calls
 from ._targets import TARGETS as TARGETS
 from ._targets import AcceleratorUnavailableError as AcceleratorUnavailableError
@@ -17,3 +18,6 @@ from ._plan import WORKLOADS as WORKLOADS
 from ._plan import MemoryPlan as MemoryPlan
 from ._plan import largest_batch as largest_batch
 from ._plan import plan_memory as plan_memory
+from ._plan import CompiledWorkload as CompiledWorkload
+from ._plan import compile_workload as compile_workload
+from ._cli import model_sizes as model_sizes

@@ -58,3 +58,9 @@ def collectives(compiled: jax.stages.Compiled) -> dict[str, int]:
         if n:
             found[op] = n
     return found
+
+
+def host_callbacks(compiled: jax.stages.Compiled) -> set[str]:
+    """Custom calls of the compiled program that call back into Python on the host (e.g.
+    `eqx.error_if`, `jax.debug.print`): each a device-to-host round trip per step."""
+    return {name for name in custom_call_targets(compiled) if "callback" in name.lower()}

@@ -89,12 +89,48 @@ def _abstract_model(config: ModelConfig):
     return eqx.filter_eval_shape(lambda: NucleotideTransformer(config, key=jr.key(0)))
 
 
-def _traced(workload, config, t: Target, batch, length, dtype, remat, fsdp):
-    """(traced step, parameter bytes, optimizer bytes) for one device's `batch` rows."""
-    mesh = make_mesh(fsdp, devices=devices(t))
+@dataclasses.dataclass(frozen=True)
+class CompiledWorkload:
+    """One step compiled for a target: the executable and the per-device bytes of the state
+    it takes (float32 parameters and optimizer state, as sharded)."""
+
+    compiled: jax.stages.Compiled
+    parameter_bytes: int
+    optimizer_bytes: int
+    compile_seconds: float
+
+
+def compile_workload(
+    config: ModelConfig,
+    target_name: str | Target,
+    *,
+    workload: Workload = "pretrain",
+    batch: int = 1,
+    length: int = 1000,
+    dtype: str = "bfloat16",
+    remat: bool = False,
+    fsdp: int = 1,
+) -> CompiledWorkload:
+    """Compile the package's own step of `workload` (see `plan_memory`) for `target_name`
+    from abstract shapes, through the project's sharding (`make_mesh(fsdp)` over the target's
+    devices, batches split over all of them), with the real Pallas kernels."""
+    t = target(target_name)
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
+    if batch < 1 or length < 1:
+        raise ValueError(f"batch and length must be >= 1, got {batch}, {length}")
+    if remat and workload != "pretrain":
+        raise ValueError("remat is a pretraining option (fine-tuning steps do not take it)")
+    start = time.perf_counter()
+    found = devices(t)
+    mesh = make_mesh(fsdp, devices=found)
     # The kernels shard_map over the mesh in context (kernels/_partitioning.py).
-    with jax.set_mesh(mesh):
-        return _traced_on(mesh, workload, config, batch, length, dtype, remat)
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        traced, params, opt = _traced_on(
+            mesh, workload, config, batch, length, jnp.dtype(dtype), remat
+        )
+    compiled = compile_traced(traced, found[0])
+    return CompiledWorkload(compiled, params, opt, time.perf_counter() - start)
 
 
 def _traced_on(mesh, workload, config, batch, length, dtype, remat):
@@ -132,8 +168,6 @@ def _traced_on(mesh, workload, config, batch, length, dtype, remat):
         return traced, _shard_bytes(model), _shard_bytes(opt_state)
     # Full fine-tuning (the most memory of the modes): everything trains, Adam moments for all.
     optimizer = optax.adamw(1e-4)
-    if remat:
-        raise ValueError("remat is a pretraining option (fine-tuning steps do not take it)")
     step = make_step(sequence_forward("auto", dtype), "regression", optimizer)
     trainable, frozen = eqx.partition(model, is_dynamic)
     opt_state = eqx.filter_eval_shape(optimizer.init, trainable)
@@ -180,47 +214,37 @@ def plan_memory(
     is a plan with `fits=False` and the compiler's words in `error`.
     """
     t = target(target_name)
-    if workload not in WORKLOADS:
-        raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
-    if batch < 1 or length < 1:
-        raise ValueError(f"batch and length must be >= 1, got {batch}, {length}")
     if memory_fraction is not None:
         if not 0.0 < memory_fraction <= 1.0:
             raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
         t = dataclasses.replace(t, usable_fraction=memory_fraction)
-    compute = jnp.dtype(dtype)
     start = time.perf_counter()
-    traced, params, opt = _traced(workload, config, t, batch, length, compute, remat, fsdp)
     common = dict(
         target=t.name,
         workload=workload,
         batch_per_device=batch,
         length=length,
-        dtype=compute.name,
+        dtype=jnp.dtype(dtype).name,
         remat=remat,
         fsdp=fsdp,
         num_devices=t.num_devices,
-        parameter_bytes=params,
-        optimizer_bytes=opt,
         usable_bytes=t.usable_bytes,
     )
+    options = dict(workload=workload, length=length, dtype=dtype, remat=remat, fsdp=fsdp)
     try:
-        compiled = compile_traced(traced, devices(t)[0])
+        step = compile_workload(config, t, batch=batch, **options)
     except Exception as e:  # the compiler's own out-of-memory verdict (TPU) is an answer
         if "RESOURCE_EXHAUSTED" not in str(e) and "Ran out of memory" not in str(e):
             raise
-        zeros = dict.fromkeys(
-            ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes", "code_bytes"), 0
-        )
+        sizes = ("parameter", "optimizer", "argument", "output", "alias", "temp", "code", "peak")
         return MemoryPlan(
             **common,
-            **zeros,
-            peak_bytes=0,
+            **{f"{name}_bytes": 0 for name in sizes},
             fits=False,
             compile_seconds=time.perf_counter() - start,
             error=str(e).splitlines()[0][:300],
         )
-    m = compiled.memory_analysis()
+    m = step.compiled.memory_analysis()
     peak = (
         m.argument_size_in_bytes
         + m.output_size_in_bytes
@@ -230,6 +254,8 @@ def plan_memory(
     )
     return MemoryPlan(
         **common,
+        parameter_bytes=step.parameter_bytes,
+        optimizer_bytes=step.optimizer_bytes,
         argument_bytes=m.argument_size_in_bytes,
         output_bytes=m.output_size_in_bytes,
         alias_bytes=m.alias_size_in_bytes,
@@ -237,7 +263,7 @@ def plan_memory(
         code_bytes=m.generated_code_size_in_bytes,
         peak_bytes=peak,
         fits=peak <= t.usable_bytes,
-        compile_seconds=time.perf_counter() - start,
+        compile_seconds=step.compile_seconds,
     )
 
 

@@ -23,7 +23,7 @@ import time
 from importlib import metadata
 
 from codonnt_eqx import PRESETS
-from codonnt_eqx.accelerators import largest_batch, model_sizes, target
+from codonnt_eqx.accelerators import largest_batch, model_sizes, prepare_environment, target
 
 from _common import environment
 
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4096, help="largest batch searched")
     parser.add_argument("--out", type=pathlib.Path, help="results folder (default: scratch)")
     args = parser.parse_args()
+    prepare_environment()  # before `environment()` starts JAX's backends
     out = args.out or pathlib.Path(tempfile.mkdtemp(prefix="memory_plan_"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"results: {out}", flush=True)

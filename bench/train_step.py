@@ -223,7 +223,7 @@ def run_ours(
     key = jax.random.key(1)
 
     start = time.perf_counter()
-    compiled = step_fn.lower(model, opt_state, tokens, key).compile()
+    compiled = step_fn.compile(model, opt_state, tokens, key)
     compile_s = time.perf_counter() - start
     state = {"model": model, "opt_state": opt_state, "i": 0}
 

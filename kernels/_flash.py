@@ -154,20 +154,19 @@ def _flash_attention(
     if isinstance(block_sizes, BlockSizes):
         block_sizes = {backend or "gpu": block_sizes}
     run = functools.partial(_run, scale=scale, block_sizes=block_sizes or {}, precision=precision)
-    if backend is not None:
-        if interpret is None:
-            interpret = jax.default_backend() == "cpu"
-        return run(backend, interpret, q, k, v, lengths)
-    compiled = False if interpret is None else interpret
+    # Chosen per platform the computation is compiled for, not by the default backend: a
+    # deviceless compile for a GPU from a CPU host must get Triton, not interpret mode.
+    on_cpu = True if interpret is None else interpret
+    on_device = False if interpret is None else interpret
     return lax.platform_dependent(
         q,
         k,
         v,
         lengths,
-        cpu=functools.partial(run, "gpu", True if interpret is None else interpret),
-        cuda=functools.partial(run, "gpu", compiled),
-        rocm=functools.partial(run, "gpu", compiled),
-        tpu=functools.partial(run, "tpu", compiled),
+        cpu=functools.partial(run, backend or "gpu", on_cpu),
+        cuda=functools.partial(run, backend or "gpu", on_device),
+        rocm=functools.partial(run, backend or "gpu", on_device),
+        tpu=functools.partial(run, backend or "tpu", on_device),
     )
 
 
@@ -200,7 +199,9 @@ def flash_attention(
     - `precision`: matmul precision; float32 inputs default to HIGHEST (no TF32).
     - `backend`: `"gpu"` (Triton) or `"tpu"` (Mosaic); `None` picks by the platform the
       computation is compiled for, running the GPU kernels in interpret mode on CPU.
-    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`).
+    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`); `None`:
+      interpret when compiled for the CPU, the real lowering when compiled for a GPU or TPU
+      (also ahead of time from a CPU host).
 
     **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
     gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).

@@ -6,9 +6,11 @@ interpret-mode tests in test_kernels.py. Each compile asserts that the program h
 kernels (the Triton or Mosaic custom call), never a silent fallback. Without the compilers
 (`pip install '.[accelerators]'`) every test here skips, saying so.
 
-No XLA flag is needed: XLA's Triton GEMM emitter, which once failed deviceless on bf16 GLU
-dots ("Couldn't find output tile sizes"), compiles every shape here with jaxlib 0.10.2, and
-`test_bf16_glu_step_compiles_with_xla_triton_gemm_on` keeps that checked.
+GPU compiles here run with `acc.DEVICELESS_COMPILER_OPTIONS["cuda"]`,
+`xla_gpu_enable_triton_gemm=false`: without a device XLA cannot autotune its Triton GEMMs and
+its unmeasured default config fails on some bf16 GLU dots ("Couldn't find output tile sizes").
+`test_xla_triton_gemm_fails_deviceless_only_where_it_would_autotune` shows where, and fails
+the day a jaxlib compiles that shape, when the flag can go.
 """
 
 from __future__ import annotations
@@ -173,13 +175,24 @@ def test_sharded_inference_on_a_tpu_slice_compiles():
     assert acc.kernel_calls(step.compiled, "tpu") == 1
 
 
-def test_bf16_glu_step_compiles_with_xla_triton_gemm_on():
-    """The GLU feed-forward's bf16 dots at 4096 x 512 (4 x 1024 tokens of a 512-wide model), the
-    shape XLA's Triton GEMM emitter once failed on deviceless; no flag turns it off here."""
+def test_xla_triton_gemm_fails_deviceless_only_where_it_would_autotune():
+    """The GLU feed-forward's bf16 weight gradient over 2 x 1000 tokens: XLA's Triton GEMM,
+    left at its default config (nothing to autotune on), finds no tiles for it; 4 x 1024 tokens
+    compile even with it. With the default options (cuBLAS for XLA's dots) both compile."""
     target_devices("h100")
     config = preset("codon_nt").replace(num_layers=1)
-    step = acc.compile_workload(config, "h100", workload="pretrain", batch=4, length=1024)
+    triton = {"xla_gpu_enable_triton_gemm": True}
+    with pytest.raises(Exception, match="Couldn't find output tile sizes"):
+        acc.compile_workload(
+            config, "h100", workload="pretrain", batch=2, length=1000, compiler_options=triton
+        )
+    step = acc.compile_workload(
+        config, "h100", workload="pretrain", batch=4, length=1024, compiler_options=triton
+    )
     assert acc.kernel_calls(step.compiled, "cuda") == 3
+    step = acc.compile_workload(config, "h100", workload="pretrain", batch=2, length=1000)
+    assert acc.kernel_calls(step.compiled, "cuda") == 3
+    assert any("cublas" in name for name in acc.custom_call_targets(step.compiled))
 
 
 def test_a_users_jit_over_sharded_inputs_runs_the_kernels_per_device_on_gpu():
@@ -206,3 +219,23 @@ def test_abstract_places_every_array_leaf_without_allocating():
     leaves = jax.tree.leaves(acc.abstract(model, SingleDeviceSharding(jax.devices("cpu")[0])))
     assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
     assert all(x.sharding is not None for x in leaves)
+
+
+@pytest.mark.parametrize("name", list(BACKEND))
+def test_an_explicit_backend_compiles_for_real_not_in_interpret_mode(name):
+    """`backend=` given, `interpret` left to its default, on a CPU host: the compile for the
+    accelerator still gets the real kernels (interpret mode is for CPU compiles only)."""
+    device = target_devices(name)[0]
+    x = jax.ShapeDtypeStruct((2, 256, 2, 64), jnp.bfloat16, sharding=SingleDeviceSharding(device))
+    attend = jax.jit(lambda q, k, v: flash_attention(q, k, v, backend=BACKEND[name]))
+    compiled = acc.compile_traced(attend.trace(x, x, x), device)
+    assert acc.kernel_calls(compiled, acc.target(name).platform) == 1
+
+
+@pytest.mark.parametrize("name", ["h100", "v5e"])
+def test_pretraining_step_with_remat_compiles_with_the_kernels(name):
+    target_devices(name)
+    step = acc.compile_workload(TINY, name, workload="pretrain", batch=2, length=256, remat=True)
+    # the forward kernel runs again inside the rematerialised backward
+    assert acc.kernel_calls(step.compiled, acc.target(name).platform) >= 3
+    _no_host_callback(step.compiled)

@@ -1,5 +1,6 @@
 """The training step and loop: accumulation, resume, signals, failures, devices, processes."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -92,6 +93,31 @@ def test_accumulated_micro_batches_give_the_whole_batch_gradient(corpus):
         np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
         for a, b in zip(got, ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_compiled_ahead_of_time_from_shapes_matches_the_jitted_step(corpus):
+    model = NucleotideTransformer(MODEL, key=jr.key(0))
+    optimizer = optax.adam(1e-3)
+    state = optimizer.init(eqx.filter(model, eqx.is_array))
+    step = make_train_step(optimizer, MaskedLM.for_tokenizer(TOKENIZER), dtype=jnp.float32)
+    tokens = jnp.asarray(corpus.batch(0, 0, 8, window_tokens=24, tokenizer=TOKENIZER)[None])
+    abstract = lambda tree: jax.tree.map(  # noqa: E731
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if eqx.is_array(x) else x, tree
+    )
+    # The step donates the model and optimizer state: each call gets its own copy.
+    fresh = lambda tree: jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, tree)  # noqa: E731
+    compiled = step.compile(abstract(model), abstract(state), abstract(tokens), jr.key(1))
+    got = compiled(fresh(model), fresh(state), tokens, jr.key(1))
+    want = step(fresh(model), fresh(state), tokens, jr.key(1))
+    assert isinstance(got[0], NucleotideTransformer)
+    for a, b in zip(arrays(got[0]), arrays(want[0]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert float(got[2].loss.loss_sum) == pytest.approx(float(want[2].loss.loss_sum), rel=1e-6)
+    other = eqx.tree_at(lambda m: m.config, model, dataclasses.replace(MODEL, token_dropout=True))
+    with pytest.raises(ValueError, match="static arguments"):
+        compiled(fresh(other), fresh(state), tokens, jr.key(1))
+    with pytest.raises(TypeError, match="compiled already"):
+        compiled.compile(fresh(model), fresh(state), tokens, jr.key(1))
 
 
 def test_training_lowers_the_loss_on_a_repeated_batch(corpus):

@@ -61,6 +61,9 @@ class LowerableJit:
     - `jitted.trace(*args)`: `jax.stages.Traced` from arguments whose arrays may be
       `jax.ShapeDtypeStruct`s (with shardings for a deviceless compile); then
       `.lower(lowering_platforms=("cuda",)).compile()`.
+    - `jitted.compile(*args, **lower_options)`: compiled ahead of time for these arguments (may be
+      abstract); returns a function called like `jitted`, on concrete arguments with the same
+      static parts, shapes and dtypes, that never recompiles.
 
     Arguments sharded over a mesh trace with that mesh in context (`mesh_context`).
     """
@@ -87,3 +90,21 @@ class LowerableJit:
         static, dynamic = self._split(args)
         with mesh_context(dynamic):
             return self._jit.trace(static, *dynamic)
+
+    def compile(self, *args, compiler_options: dict | None = None, **lower_options) -> Callable:
+        static, dynamic = self._split(args)
+        with mesh_context(dynamic):
+            lowered = self._jit.trace(static, *dynamic).lower(**lower_options)
+        compiled = lowered.compile(compiler_options)
+
+        def run(*call_args):
+            call_static, call_dynamic = self._split(call_args)
+            if call_static != static:
+                raise ValueError(
+                    "called with static arguments (non-array fields) other than those it was "
+                    "compiled for; compile again for these"
+                )
+            with mesh_context(call_dynamic):
+                return compiled(*call_dynamic)
+
+        return run

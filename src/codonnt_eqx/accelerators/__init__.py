@@ -1,6 +1,7 @@
 """Compiling for GPUs and TPUs without them ("deviceless"): targets, abstract arguments, what a
 compiled program holds, and the memory planner built on them."""
 
+from ._compile import DEVICELESS_COMPILER_OPTIONS as DEVICELESS_COMPILER_OPTIONS
 from ._compile import abstract as abstract
 from ._compile import collectives as collectives
 from ._compile import compile_traced as compile_traced

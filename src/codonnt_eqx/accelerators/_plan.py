@@ -110,10 +110,12 @@ def compile_workload(
     dtype: str = "bfloat16",
     remat: bool = False,
     fsdp: int = 1,
+    compiler_options: dict | None = None,
 ) -> CompiledWorkload:
     """Compile the package's own step of `workload` (see `plan_memory`) for `target_name`
     from abstract shapes, through the project's sharding (`make_mesh(fsdp)` over the target's
-    devices, batches split over all of them), with the real Pallas kernels."""
+    devices, batches split over all of them), with the real Pallas kernels and
+    `compile_traced`'s compiler options."""
     t = target(target_name)
     if workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
@@ -129,7 +131,7 @@ def compile_workload(
         traced, params, opt = _traced_on(
             mesh, workload, config, batch, length, jnp.dtype(dtype), remat
         )
-    compiled = compile_traced(traced, found[0])
+    compiled = compile_traced(traced, found[0], compiler_options)
     return CompiledWorkload(compiled, params, opt, time.perf_counter() - start)
 
 
@@ -191,6 +193,7 @@ def plan_memory(
     remat: bool = False,
     fsdp: int = 1,
     memory_fraction: float | None = None,
+    compiler_options: dict | None = None,
 ) -> MemoryPlan:
     """Compile one step of `workload` for `target_name` without its hardware and report its
     memory per device.
@@ -209,6 +212,8 @@ def plan_memory(
       them (data parallel).
     - `memory_fraction`: the share of device memory the step may use; default the target's
       (`Target.usable_fraction`: 0.75 on GPUs, JAX's preallocation).
+    - `compiler_options`: XLA flags over `DEVICELESS_COMPILER_OPTIONS` (on GPUs, cuBLAS
+      rather than XLA's Triton GEMMs, which need autotuning on a device).
 
     **Returns:** a `MemoryPlan`. A program the compiler refuses for its size (TPU: out of HBM)
     is a plan with `fits=False` and the compiler's words in `error`.
@@ -230,7 +235,14 @@ def plan_memory(
         num_devices=t.num_devices,
         usable_bytes=t.usable_bytes,
     )
-    options = dict(workload=workload, length=length, dtype=dtype, remat=remat, fsdp=fsdp)
+    options = dict(
+        workload=workload,
+        length=length,
+        dtype=dtype,
+        remat=remat,
+        fsdp=fsdp,
+        compiler_options=compiler_options,
+    )
     try:
         step = compile_workload(config, t, batch=batch, **options)
     except Exception as e:  # the compiler's own out-of-memory verdict (TPU) is an answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -157,9 +158,11 @@ class TrainStep:
     example_ids=None) -> (model, opt_state, StepMetrics)`, jitted once per shape;
     `step.trace(...)` takes the same arguments with `jax.ShapeDtypeStruct`s for arrays (e.g.
     `eqx.filter_eval_shape` of the model and of `optimizer.init`) and returns the traced step,
-    to lower and compile ahead of time: `.lower(lowering_platforms=("cuda",)).compile()`."""
+    to lower and compile ahead of time: `.lower(lowering_platforms=("cuda",)).compile()`.
+    `step.compile(...)` (same arguments, abstract or concrete) compiles now and returns a step
+    called like this one, for inputs of those shapes, that never recompiles."""
 
-    def __init__(self, jitted: LowerableJit):
+    def __init__(self, jitted: LowerableJit | Callable):
         self._jitted = jitted
 
     @staticmethod
@@ -178,5 +181,16 @@ class TrainStep:
         return eqx.combine(params, static), opt_state, metrics
 
     def trace(self, model, opt_state, tokens, key, example_ids=None) -> jax.stages.Traced:
+        if not isinstance(self._jitted, LowerableJit):
+            raise TypeError("this step is compiled already")
         example_ids = self._arguments(tokens, example_ids)
         return self._jitted.trace(model, opt_state, tokens, key, example_ids)
+
+    def compile(self, model, opt_state, tokens, key, example_ids=None, **options) -> TrainStep:
+        """Compiled ahead of time (`options`: `lowering_platforms`, `compiler_options`)."""
+        if not isinstance(self._jitted, LowerableJit):
+            raise TypeError("this step is compiled already")
+        example_ids = self._arguments(tokens, example_ids)
+        return TrainStep(
+            self._jitted.compile(model, opt_state, tokens, key, example_ids, **options)
+        )

@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from codonnt_eqx.kernels import DEFAULT_BLOCK_SIZES, candidate_block_sizes, flash_attention
 from jax.sharding import NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
-from codonnt_eqx import accelerators as acc
 from codonnt_eqx import NucleotideTransformer, preset
-from codonnt_eqx.kernels import DEFAULT_BLOCK_SIZES, candidate_block_sizes, flash_attention
+from codonnt_eqx import accelerators as acc
 
 pytestmark = pytest.mark.accelerator_compile
 
@@ -127,9 +127,7 @@ def test_a_host_callback_would_be_seen():
 
 @pytest.mark.parametrize("workload", ["inference", "pretrain", "finetune"])
 @pytest.mark.parametrize("name", ["h100", "v5e"])
-def test_model_steps_compile_on_one_device_with_the_kernels_and_no_host_callbacks(
-    name, workload
-):
+def test_model_steps_compile_on_one_device_with_the_kernels_and_no_host_callbacks(name, workload):
     target_devices(name)
     step = acc.compile_workload(TINY, name, workload=workload, batch=2, length=256)
     # Every layer's attention is one kernel per pass (scan: one body for all layers).

@@ -56,7 +56,6 @@ PEAK_BF16_TFLOPS = (
 )
 TOLERANCE = {"bfloat16": 2e-2, "float16": 5e-3, "float32": 1e-4}  # max|err| / max|reference|
 MODEL_TOLERANCE = {"bfloat16": 5e-2, "float32": 1e-3}  # 12 layers compound the kernel's error
-FALLBACK_BLOCKS = ((32, 32), (64, 64), (128, 64), (64, 128), (128, 128))
 DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16, "float32": jnp.float32}
 
 
@@ -531,16 +530,13 @@ def _add_ratios(cases: list[dict]) -> None:
 # 4. block-size sweep --------------------------------------------------------------------------
 
 
-def _candidates(limit: int | None) -> tuple[str, list[BlockSizes | None]]:
-    table = getattr(kernels, "CANDIDATE_BLOCK_SIZES", None)
-    if table is not None and "gpu" in table:
-        source, candidates = "codonnt_eqx.kernels.CANDIDATE_BLOCK_SIZES['gpu']", list(table["gpu"])
-    else:
-        source = f"fallback list {FALLBACK_BLOCKS} (forward and backward alike)"
-        candidates = [BlockSizes(q, k, q, k) for q, k in FALLBACK_BLOCKS]
+def _candidates(head_dim: int, limit: int | None) -> list[BlockSizes | None]:
+    """The defaults (None), then the bf16 candidates for `head_dim` that fit an H100's shared
+    memory: exactly those the deviceless compile tests build for an H100."""
+    candidates = list(kernels.candidate_block_sizes("gpu", head_dim, 2))
     if limit is not None:
         candidates = candidates[:limit]
-    return source, [None, *candidates]  # None: the defaults (block_sizes=None)
+    return [None, *candidates]
 
 
 def _blocks_text(blocks: BlockSizes | None) -> str:
@@ -554,8 +550,7 @@ def _blocks_text(blocks: BlockSizes | None) -> str:
 
 def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
     s = ctx.sizes
-    source, candidates = _candidates(s.sweep_candidates)
-    sec["candidates_from"] = source
+    sec["candidates_from"] = "codonnt_eqx.kernels.candidate_block_sizes('gpu', head_dim, 2)"
     length = s.sweep_length
     batch = max(1, s.bench_tokens // length)
     sec["note"] = (
@@ -566,9 +561,13 @@ def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
     inputs = {
         d: _qkv(rng, batch, length, s.bench_heads[d], d, jnp.bfloat16) for d in s.sweep_head_dims
     }
+    candidates = {d: _candidates(d, s.sweep_candidates) for d in inputs}
     # Candidates outermost: a run cut short has the first ones at every head dim.
-    for blocks in candidates:
+    for i in range(max(len(c) for c in candidates.values())):
         for head_dim, (q, k, v) in inputs.items():
+            if i >= len(candidates[head_dim]):
+                continue
+            blocks = candidates[head_dim][i]
             heads = s.bench_heads[head_dim]
             for mode in ("fwd+bwd", "fwd"):
                 case = dict(

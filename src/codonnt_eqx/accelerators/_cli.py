@@ -59,9 +59,7 @@ def add_plan_parser(commands) -> None:
     p.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS))
     p.add_argument("--length", type=_positive, default=1000, help="tokens per sequence")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
-    p.add_argument(
-        "--remat", choices=["off", "on", "both"], default="off", help="pretraining only"
-    )
+    p.add_argument("--remat", choices=["off", "on", "both"], default="off", help="pretraining only")
     p.add_argument("--fsdp", type=_positive, default=1, help="devices sharding parameters")
     p.add_argument("--batch", type=_positive, help="plan this batch per device (no search)")
     p.add_argument("--limit", type=_positive, default=4096, help="largest batch searched")

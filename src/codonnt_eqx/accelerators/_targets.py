@@ -115,9 +115,7 @@ def devices(name: str | Target) -> list:
     prepare_environment()
     if t.platform == "cuda":
         spec = importlib.resources.files(__package__).joinpath("specs", _H100_SPEC).read_text()
-        topo = topologies.get_topology_desc(
-            "h100", "cuda", target_config=spec, topology=t.topology
-        )
+        topo = topologies.get_topology_desc("h100", "cuda", target_config=spec, topology=t.topology)
     else:
         topo = topologies.get_topology_desc(topology_name=t.topology, platform="tpu")
     found = list(topo.devices)
@@ -130,4 +128,3 @@ def devices(name: str | Target) -> list:
 
 def lowering_platform(device) -> Platform:
     return "tpu" if device.platform == "tpu" else "cuda"
-

@@ -23,7 +23,7 @@ import numpy as np
 from _common import environment, median_seconds, write_result
 
 
-def shapes(tokens: int) -> list[tuple[str, int, int, int]]:
+def shapes(tokens: int, square: int = 2048) -> list[tuple[str, int, int, int]]:
     """(what, m, k, n): an [m, k] @ [k, n] product of the step."""
     return [
         ("attention projection", tokens, 512, 512),
@@ -31,7 +31,7 @@ def shapes(tokens: int) -> list[tuple[str, int, int, int]]:
         ("FFN out (GELU 3072)", tokens, 3072, 512),
         ("GLU in (2 x 2048)", tokens, 512, 4096),
         ("weight gradient", 512, tokens, 512),
-        ("square 2048", 2048, 2048, 2048),
+        (f"square {square}", square, square, square),
     ]
 
 
@@ -61,11 +61,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--square", type=int, default=2048, help="side of the square reference product")
     args = p.parse_args()
     has_torch = importlib.util.find_spec("torch") is not None
     load_start = os.getloadavg()
     rows = []
-    for what, m, k, n in shapes(args.tokens):
+    for what, m, k, n in shapes(args.tokens, args.square):
         for dtype in ("float32", "bfloat16"):
             row = {"what": what, "m": m, "k": k, "n": n, "dtype": dtype}
             row["jax"] = jax_gflops(m, k, n, dtype, args.repeats)
@@ -82,7 +83,8 @@ def main() -> None:
     lines = [
         f"# GEMM ceiling, {args.tokens} tokens (GFLOP/s, median of {args.repeats})",
         "",
-        f"`python bench/gemm_ceiling.py --tokens {args.tokens} --repeats {args.repeats}`",
+        f"`python bench/gemm_ceiling.py --tokens {args.tokens} --repeats {args.repeats} "
+        f"--square {args.square}`",
         "",
         "| product | m x k x n | dtype | XLA (jax) | PyTorch |",
         "|---|---|---|---|---|",

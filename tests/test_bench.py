@@ -24,7 +24,7 @@ TINY_ATTENTION = ["--lengths", "64", "--head-dims", "16", "--tokens", "64", "--m
         ("attention.py", [*TINY_ATTENTION, "--repeats", "1"]),
         ("train_step.py", ["--tiny", "--columns", "ours-gelu-blocked", "ours-glu-blocked"]),
         ("genome_sampler.py", ["--synthetic-mbp", "1", "--repeats", "1"]),
-        ("gemm_ceiling.py", ["--tokens", "64", "--repeats", "1"]),
+        ("gemm_ceiling.py", ["--tokens", "64", "--repeats", "1", "--square", "256"]),
     ],
 )
 def test_benchmark_script_runs(tmp_path, script, args):

@@ -202,3 +202,23 @@ def test_many_lengths_compile_few_shapes_and_keep_input_order(v2):
         atol=ATOL,
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize("prepend_cls", [True, False])
+def test_a_tokenizer_that_refuses_partial_codons_embeds_like_one_that_keeps_them(prepend_cls):
+    """Construction must not probe the tokenizer with a sequence it may refuse ("A" is a
+    partial codon to `partial="error"`); on whole codons both tokenizers give the same ids."""
+    from codonnt_eqx import CodonTokenizer
+
+    strict = CodonTokenizer(partial="error", prepend_cls=prepend_cls)
+    lenient = CodonTokenizer(partial="keep", prepend_cls=prepend_cls)
+    model = perturbed_model(V2.replace(vocab_size=strict.vocab_size))
+    seqs = _random_sequences((30, 99, 3))
+    for pooling in ("mean", "cls") if prepend_cls else ("mean",):
+        got = embed(model, strict, seqs, pooling=pooling, window=12)
+        want = embed(model, lenient, seqs, pooling=pooling, window=12)
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=1e-5)
+    got = list(Embedder(model, strict, pooling="none", window=12)(seqs))
+    assert [r.num_tokens for r in got] == [n // 3 for n in (30, 99, 3)]
+    direct = _direct(model, strict, seqs[0])
+    np.testing.assert_allclose(got[0].vectors, direct[int(prepend_cls) :], atol=ATOL, rtol=1e-5)

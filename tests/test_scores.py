@@ -149,3 +149,18 @@ def test_variant_tables_are_read_with_or_without_a_header(tmp_path):
     table.write_text("g1\t0\tA\tC\n")
     with pytest.raises(ValueError, match="1-based"):
         read_variants(table)
+
+
+def test_a_scorer_takes_a_tokenizer_that_refuses_partial_codons():
+    from codonnt_eqx import CodonTokenizer
+
+    strict, lenient = CodonTokenizer(partial="error"), CodonTokenizer(partial="keep")
+    model = perturbed_model(V2.replace(vocab_size=strict.vocab_size))
+    got = Scorer(model, strict, window=6, overlap=2).pseudo_log_likelihood(CDS)
+    want = Scorer(model, lenient, window=6, overlap=2).pseudo_log_likelihood(CDS)
+    assert len(got.log_probs) == len(CDS) // 3
+    np.testing.assert_allclose(got.log_probs, want.log_probs, atol=1e-6)
+    ids = strict.encode(CDS)  # one window holds it all: each token masked in turn
+    whole = Scorer(model, strict).pseudo_log_likelihood(CDS)
+    direct = [_masked_log_probs(model, strict, CDS, [t])[0, ids[t]] for t in range(1, len(ids))]
+    np.testing.assert_allclose(whole.log_probs, direct, atol=1e-4)

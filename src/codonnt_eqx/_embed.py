@@ -16,7 +16,7 @@ from ._batching import BucketedRunner, Devices
 from ._fasta import FastaRecord
 from ._model import NucleotideTransformer, check_token_ids
 from ._windows import plan_windows
-from .tokenizers import SequenceError, Tokenizer
+from .tokenizers import SequenceError, Tokenizer, prepends_cls
 
 Pooling = Literal["mean", "cls", "max", "none"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")
@@ -139,7 +139,7 @@ class Embedder:
         window = default_window(model) if window is None else window
         if c.positional_embedding == "learned" and window > c.max_positions:
             raise ValueError(f"window {window} exceeds this model's {c.max_positions} positions")
-        self._has_cls = bool(tokenizer.encode("A")[0] == tokenizer.cls_id)
+        self._has_cls = prepends_cls(tokenizer)
         body = window - int(self._has_cls)
         if body < 1:
             raise ValueError(f"window must hold at least one token besides <cls>, got {window}")

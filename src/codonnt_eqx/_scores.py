@@ -17,7 +17,7 @@ from ._embed import DTYPES, default_window
 from ._fasta import FastaRecord
 from ._model import NucleotideTransformer, check_token_ids
 from ._windows import plan_windows
-from .tokenizers import SequenceError, Tokenizer
+from .tokenizers import SequenceError, Tokenizer, prepends_cls
 
 _ROWS_PER_CALL = 2048  # masked copies made at a time: bounds memory on long sequences
 
@@ -113,7 +113,7 @@ class Scorer:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
         self.model, self.tokenizer = model, tokenizer
         window = default_window(model) if window is None else window
-        self._has_cls = bool(tokenizer.encode("A")[0] == tokenizer.cls_id)
+        self._has_cls = prepends_cls(tokenizer)
         self._size = window - int(self._has_cls)
         if self._size < 1:
             raise ValueError(f"window must hold at least one token besides <cls>, got {window}")

@@ -9,5 +9,6 @@ from ._overlapping import OverlappingKmerTokenizer as OverlappingKmerTokenizer
 from ._protocol import SequenceError as SequenceError
 from ._protocol import SequenceTooLongError as SequenceTooLongError
 from ._protocol import Tokenizer as Tokenizer
+from ._protocol import prepends_cls as prepends_cls
 from ._saving import load_tokenizer as load_tokenizer
 from ._saving import save_tokenizer as save_tokenizer

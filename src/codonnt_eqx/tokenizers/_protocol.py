@@ -88,3 +88,23 @@ class Tokenizer(Protocol):
     def to_config(self) -> dict[str, Any]: ...
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Tokenizer: ...
+
+
+def prepends_cls(tokenizer: Tokenizer) -> bool:
+    """Whether `tokenizer` puts `<cls>` before every sequence: its declared `prepend_cls`
+    where it has one (every tokenizer here does), else what it does with a short in-frame
+    sequence. A probe must not be one a tokenizer may rightly refuse: `"A"` is a partial codon
+    to `CodonTokenizer(partial="error")`, and some refuse empty sequences."""
+    declared = getattr(tokenizer, "prepend_cls", None)
+    if isinstance(declared, bool):
+        return declared
+    for probe in ("ACGTAC", "ACG", "A"):
+        try:
+            ids = tokenizer.encode(probe)
+        except SequenceError:
+            continue
+        return bool(ids) and ids[0] == tokenizer.cls_id
+    raise ValueError(
+        f"{type(tokenizer).__name__} declares no prepend_cls and encodes none of the probe "
+        "sequences: cannot tell whether it prepends <cls>"
+    )

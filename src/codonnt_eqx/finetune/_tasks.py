@@ -20,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
+from .._genetic_code import STOP_CODONS
+
 TaskKind = Literal["regression", "classification", "per-residue"]
 TASK_KINDS: tuple[str, ...] = ("regression", "classification", "per-residue")
-STOP_CODONS = frozenset({"TAA", "TAG", "TGA"})
 SPLITS = ("train", "validation", "test")
 # File stems and split-column values accepted for each split.
 _SPLIT_NAMES = {

@@ -22,10 +22,9 @@ import tempfile
 import time
 from importlib import metadata
 
+from _common import environment
 from codonnt_eqx import PRESETS
 from codonnt_eqx.accelerators import largest_batch, model_sizes, prepare_environment, target
-
-from _common import environment
 
 # (target, fsdp, workload, remat): the rows of the table for each size, in the order they are
 # computed (the most asked first, so that a run cut short still answers them for every size).

@@ -179,7 +179,9 @@ def main() -> None:
     p.add_argument("--seq-length", type=int, default=512, help="tokens per window (training's)")
     p.add_argument("--validation-fraction", type=float, default=0.02, help="training's")
     p.add_argument("--fit-tokens", type=int, default=20_000_000, help="for the count models")
-    p.add_argument("--max-windows", type=int, default=4096, help="held-out windows scored, per strand")
+    p.add_argument(
+        "--max-windows", type=int, default=4096, help="held-out windows scored, per strand"
+    )
     p.add_argument("--max-genes", type=int, default=2000, help="D. yakuba CDS scored")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seed", type=int, default=1234, help="masking and count-model sampling")

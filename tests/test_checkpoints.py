@@ -341,3 +341,21 @@ def test_any_tokenizer_saves_and_loads_with_its_model(tmp_path):
     with pytest.raises(CheckpointError, match="136 tokens"):
         save_pretrained(small, tok, tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_saved_codon_tokenizer_takes_its_own_options(tmp_path):
+    """Options are checked by the saved tokenizer's class, not by KmerTokenizer's: `partial`
+    is a CodonTokenizer option, and a misspelt one is still an error naming the file."""
+    from codonnt_eqx import CodonTokenizer, from_pretrained, save_pretrained
+
+    tok = CodonTokenizer()
+    model = perturbed_model(V2.replace(vocab_size=tok.vocab_size))
+    save_pretrained(model, tok, tmp_path / "m")
+    _, loaded = from_pretrained(tmp_path / "m", partial="drop")
+    assert isinstance(loaded, CodonTokenizer) and loaded.partial == "drop"
+    assert loaded.encode("ACGTA") == CodonTokenizer(partial="drop").encode("ACGTA")
+    with pytest.raises(Exception, match="partail"):
+        from_pretrained(tmp_path / "m", partail="drop")
+    with pytest.raises(TypeError):  # no saved tokenizer: KmerTokenizer's options
+        save_pretrained(model.__class__(V2, key=jax.random.key(0)), TOKENIZERS[V2], tmp_path / "k")
+        from_pretrained(tmp_path / "k", partial="drop")

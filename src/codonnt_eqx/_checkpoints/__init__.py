@@ -13,7 +13,7 @@ from .._model import NucleotideTransformer
 from .._shipped import SHIPPED_MODELS, names_shipped_model, shipped_model_path
 from ..tokenizers import KmerTokenizer, Tokenizer
 from ._errors import CheckpointError
-from .hf import load_hf, save_hf
+from .hf import TOKENIZER_FILE, load_hf, save_hf
 from .jax_layout import load_jax
 from .safe_pickle import UnsafePickleError
 
@@ -76,10 +76,13 @@ def from_pretrained(
     dtype = _parameter_dtype(dtype)
     if {"k", "layout"} & tokenizer_options.keys():
         raise TypeError("the checkpoint sets the tokenizer's k and layout")
-    KmerTokenizer(1, **tokenizer_options)  # a misspelt option fails now, before any reading
     if names_shipped_model(path):
         path = shipped_model_path(path)
     path = pathlib.Path(path)
+    if not (path / TOKENIZER_FILE).exists():
+        # A misspelt option fails now, before any reading. A saved tokenizer's class (e.g.
+        # `CodonTokenizer(partial=...)`) checks its own options when it is built.
+        KmerTokenizer(1, **tokenizer_options)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a folder (download the checkpoint first)")
     if (path / "config.json").exists():

@@ -96,14 +96,13 @@ def test_accumulated_micro_batches_give_the_whole_batch_gradient(corpus):
 
 
 def test_a_step_compiled_ahead_of_time_from_shapes_matches_the_jitted_step(corpus):
+    from codonnt_eqx.accelerators import abstract
+
     model = NucleotideTransformer(MODEL, key=jr.key(0))
     optimizer = optax.adam(1e-3)
     state = optimizer.init(eqx.filter(model, eqx.is_array))
     step = make_train_step(optimizer, MaskedLM.for_tokenizer(TOKENIZER), dtype=jnp.float32)
     tokens = jnp.asarray(corpus.batch(0, 0, 8, window_tokens=24, tokenizer=TOKENIZER)[None])
-    abstract = lambda tree: jax.tree.map(  # noqa: E731
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if eqx.is_array(x) else x, tree
-    )
     # The step donates the model and optimizer state: each call gets its own copy.
     fresh = lambda tree: jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, tree)  # noqa: E731
     compiled = step.compile(abstract(model), abstract(state), abstract(tokens), jr.key(1))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from codonnt_eqx import Embedder, Scorer, Variant
-from codonnt_eqx._batching import BucketedRunner
+from codonnt_eqx.inference._batching import BucketedRunner
 from helpers import TOKENIZERS, V2, perturbed_model
 
 # Lengths that give several buckets, windows (window 40), full batches and short last ones.

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 from codonnt_eqx import CheckpointError, KmerTokenizer, from_pretrained, save_pretrained
-from codonnt_eqx._checkpoints import hf
-from codonnt_eqx._checkpoints.safe_pickle import load_joblib_file, load_torch_file
+from codonnt_eqx.checkpoints import hf
+from codonnt_eqx.checkpoints.safe_pickle import load_joblib_file, load_torch_file
 from helpers import TOKENIZERS, V1, V2, V2_RESCALED, perturbed_model, write_jax_layout
 
 
@@ -385,7 +385,7 @@ def test_malformed_joblib_array_headers_are_refused(tmp_path, state, message):
 def test_a_joblib_pickle_cannot_change_the_reader(tmp_path):
     """BUILD with a slot state sets attributes on whatever is on the stack, a class from
     find_class included: a file must not be able to change how later files are read."""
-    from codonnt_eqx._checkpoints import safe_pickle
+    from codonnt_eqx.checkpoints import safe_pickle
 
     wrapper = safe_pickle._ArrayWrapper
     saved_attributes = dict(vars(wrapper))

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from codonnt_eqx import read_fasta
-from codonnt_eqx._cli import main
+from codonnt_eqx.cli._main import main
 from reference_tokenizer import reference_tokens
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta"

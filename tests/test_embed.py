@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 
 from codonnt_eqx import Embedder, FastaRecord, InvalidRecordError, embed, reverse_complement
-from codonnt_eqx._windows import plan_windows
+from codonnt_eqx.inference._windows import plan_windows
 from helpers import TOKENIZERS, V1, V2, perturbed_model
 
 ATOL = 2e-5

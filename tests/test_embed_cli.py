@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from codonnt_eqx import KmerTokenizer, embed, from_pretrained, read_fasta, save_pretrained
-from codonnt_eqx._cli import main
-from codonnt_eqx._embed_files import write_embeddings
+from codonnt_eqx.cli._main import main
+from codonnt_eqx.io._embed_files import write_embeddings
 from helpers import V2, perturbed_model
 
 pq = pytest.importorskip("pyarrow.parquet")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from codonnt_eqx._cli import main
+from codonnt_eqx.cli._main import main
 
 
 def write_genes(path, n=30, seed=0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from codonnt_eqx import from_pretrained, save_pretrained
-from codonnt_eqx._cli import main
+from codonnt_eqx.cli._main import main
 from codonnt_eqx.finetune import load_finetuned, load_task
 from codonnt_eqx.finetune._data import encode_split
 from helpers import TOKENIZERS, V2, perturbed_model

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from codonnt_eqx import KmerTokenizer
-from codonnt_eqx._genetic_code import translate
 from codonnt_eqx.finetune import TaskError, load_task
 from codonnt_eqx.finetune._data import encode_split
+from codonnt_eqx.tokenizers._genetic_code import translate
 
 ROWS = [
     ("ATGGCCAAATAA", "0.5", "MAK", "train"),  # 4 codons, 3 labels: terminal stop unlabelled

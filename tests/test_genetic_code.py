@@ -1,6 +1,6 @@
 import pytest
 
-from codonnt_eqx._genetic_code import CODON_TABLE, STOP_CODONS, translate
+from codonnt_eqx.tokenizers._genetic_code import CODON_TABLE, STOP_CODONS, translate
 
 # Written out by hand from NCBI translation table 1, grouped by amino acid (independent of the
 # TCAG-ordered string the module derives its table from).

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from codonnt_eqx._batching import _split, data_mesh
+from codonnt_eqx.inference._batching import _split, data_mesh
 
 WORKER = pathlib.Path(__file__).parent / "inference_worker.py"
 

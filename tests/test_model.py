@@ -194,7 +194,7 @@ def test_bad_attention_map_requests_are_rejected(without_runtime_typechecks):
     rescaling=st.sampled_from([1.0, 4.0]),
 )
 def test_rotary_scores_depend_only_on_relative_position(shift, m, n, rescaling):
-    from codonnt_eqx._layers import RotaryEmbedding
+    from codonnt_eqx.model._layers import RotaryEmbedding
 
     rope = RotaryEmbedding(16, rescaling)
     rng = np.random.default_rng(m * 1000 + n)
@@ -210,7 +210,7 @@ def test_rotary_scores_depend_only_on_relative_position(shift, m, n, rescaling):
 
 
 def test_rotary_rescaling_changes_the_base_as_specified():
-    from codonnt_eqx._layers import RotaryEmbedding
+    from codonnt_eqx.model._layers import RotaryEmbedding
 
     dim, s = 32, 3.0
     got = np.asarray(RotaryEmbedding(dim, s).inverse_frequencies(), np.float64)

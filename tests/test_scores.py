@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from codonnt_eqx import Scorer, Variant, pseudo_log_likelihood, read_variants, score_variants
-from codonnt_eqx._consequence import consequence, looks_coding
+from codonnt_eqx.inference._consequence import consequence, looks_coding
 from helpers import TOKENIZERS, V2, perturbed_model
 
 CDS = "ATGGCCAAACTGGGTTTCGATTAA"  # M A K L G F D *

@@ -22,8 +22,8 @@ from codonnt_eqx import (
     read_fasta,
     save_pretrained,
 )
-from codonnt_eqx._cli import main
-from codonnt_eqx._shipped import shipped_model_path
+from codonnt_eqx.checkpoints._shipped import shipped_model_path
+from codonnt_eqx.cli._main import main
 from codonnt_eqx.training import MaskedLM
 from helpers import V2, perturbed_model
 

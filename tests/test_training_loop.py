@@ -18,7 +18,7 @@ import optax
 import pytest
 
 from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, from_pretrained
-from codonnt_eqx._cli import main
+from codonnt_eqx.cli._main import main
 from codonnt_eqx.training import (
     GenomeCorpus,
     MaskedLM,

@@ -65,7 +65,7 @@ if __name__ == "__main__":
     else:
         fasta, out, index, count, port = sys.argv[2:]
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        from codonnt_eqx._cli import main
+        from codonnt_eqx.cli._main import main
 
         sys.exit(
             main(

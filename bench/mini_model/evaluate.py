@@ -41,7 +41,7 @@ import jax.random as jr
 import numpy as np
 
 from codonnt_eqx import from_pretrained, read_fasta
-from codonnt_eqx._genetic_code import CODON_TABLE
+from codonnt_eqx.tokenizers._genetic_code import CODON_TABLE
 from codonnt_eqx.training import GenomeCorpus, MaskedLM
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

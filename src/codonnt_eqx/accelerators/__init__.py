@@ -1,7 +1,7 @@
 """Compiling for GPUs and TPUs without them ("deviceless"): targets, abstract arguments, what a
 compiled program holds, and the memory planner built on them."""
 
-from ._cli import model_sizes as model_sizes
+from ..model import model_sizes as model_sizes  # moved to model/ (the one size table)
 from ._compile import DEVICELESS_COMPILER_OPTIONS as DEVICELESS_COMPILER_OPTIONS
 from ._compile import abstract as abstract
 from ._compile import collectives as collectives

@@ -8,7 +8,7 @@ import re
 import jax
 from jax.sharding import Sharding
 
-from .._lowerable_jit import is_dynamic
+from ..parallel import is_dynamic
 from ._targets import lowering_platform
 
 # Custom-call targets of our Pallas kernels once lowered for real (not interpret mode).

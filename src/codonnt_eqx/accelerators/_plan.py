@@ -17,10 +17,9 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .._config import ModelConfig
-from .._lowerable_jit import is_dynamic
-from .._model import NucleotideTransformer
 from ..finetune import Finetuned, Head, SequenceHead, make_step, sequence_forward
+from ..model import ModelConfig, NucleotideTransformer
+from ..parallel import is_dynamic
 from ..training import (
     MaskedLM,
     batch_sharding,

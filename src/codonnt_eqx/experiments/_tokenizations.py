@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .._config import ModelConfig
-from .._model_config_for import model_config_for
+from ..model import ModelConfig, model_config_for
 from ..tokenizers import Tokenizer
 
 LN2 = math.log(2)
@@ -223,7 +222,7 @@ def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) 
     """Pseudo-log-likelihood in bits per nucleotide over `pll_windows` held-out windows (each
     token masked in turn). Not defined for tokens that overlap (`mask_span > 1`): a token
     masked alone is readable from its neighbours."""
-    from .._scores import pseudo_log_likelihood
+    from ..inference import pseudo_log_likelihood
 
     if arm.tokenizer.mask_span != 1 or config.pll_windows == 0:
         return float("nan")
@@ -304,7 +303,7 @@ def compare_tokenizations(
     import jax
     import jax.random as jr
 
-    from .._model import NucleotideTransformer
+    from ..model import NucleotideTransformer
     from ..training import pretrain, read_metrics
 
     config = ComparisonConfig() if config is None else config

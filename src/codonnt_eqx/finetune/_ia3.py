@@ -7,8 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._layers import Linear
-from .._model import NucleotideTransformer
+from ..model import Linear, NucleotideTransformer
 
 
 class IA3Linear(eqx.Module):

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._layers import Linear
-from .._model import NucleotideTransformer
+from ..model import Linear, NucleotideTransformer
 
 # Where LoRA may go, as paths inside a block.
 LORA_TARGETS: dict[str, tuple[str, str]] = {

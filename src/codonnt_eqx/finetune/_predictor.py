@@ -6,8 +6,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .._model import NucleotideTransformer
 from ..kernels import Implementation
+from ..model import NucleotideTransformer
 from ._heads import SequenceHead, TokenHead
 
 

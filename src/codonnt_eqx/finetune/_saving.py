@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._model import NucleotideTransformer
+from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._adapters import trainable_filter
 from ._heads import Head, SequenceHead, TokenHead
@@ -49,7 +49,7 @@ def save_finetuned(
     """
     from safetensors.numpy import save_file
 
-    from .._checkpoints import save_pretrained
+    from ..checkpoints import save_pretrained
 
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def load_finetuned(
     """
     from safetensors import safe_open
 
-    from .._checkpoints import from_pretrained
+    from ..checkpoints import from_pretrained
 
     folder = pathlib.Path(folder)
     with safe_open(str(folder / ADAPTER_FILE), framework="numpy") as f:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from .._lowerable_jit import LowerableJit, is_dynamic
+from ..parallel import LowerableJit, is_dynamic
 
 
 def task_loss(

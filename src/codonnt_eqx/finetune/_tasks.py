@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._genetic_code import STOP_CODONS
+from ..tokenizers import STOP_CODONS
 
 TaskKind = Literal["regression", "classification", "per-residue"]
 TASK_KINDS: tuple[str, ...] = ("regression", "classification", "per-residue")
@@ -287,7 +287,7 @@ def _read_table(path, splits: dict[str, _Rows], split: str | None, columns) -> N
 
 
 def _read_fasta_labels(path: pathlib.Path, rows: _Rows) -> None:
-    from .._fasta import read_fasta
+    from ..io import read_fasta
 
     for i, record in enumerate(read_fasta(path)):
         # read_fasta splits the header at the first space into name and description.

@@ -20,7 +20,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .._model import NucleotideTransformer
+from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._adapters import trainable_filter
 from ._config import FinetuneConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._protocol import Tokenizer
 
-FILENAME = "codonnt_tokenizer.json"
+TOKENIZER_FILE = "codonnt_tokenizer.json"
 _FORMAT = 1
 
 
@@ -76,7 +76,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     `codonnt_tokenizer.json`)."""
     path = pathlib.Path(path)
     if path.is_dir():
-        path = path / FILENAME
+        path = path / TOKENIZER_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

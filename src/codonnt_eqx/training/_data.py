@@ -25,9 +25,8 @@ from fractions import Fraction
 import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
 
-from .._fasta import BinaryStream, FastaError, read_fasta
-from ..tokenizers import Tokenizer
-from ..tokenizers._validation import IUPAC_AMBIGUITY
+from ..io import BinaryStream, FastaError, read_fasta
+from ..tokenizers import IUPAC_AMBIGUITY, Tokenizer
 
 Source = str | os.PathLike | BinaryStream
 

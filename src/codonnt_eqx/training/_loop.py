@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._config import ModelConfig
-from .._model import NucleotideTransformer
+from ..model import ModelConfig, NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._checkpoint import TrainingCheckpoints
 from ._config import PretrainConfig
@@ -114,7 +113,7 @@ def pretrain(
     non-finite loss stops it with `TrainingError` naming the step, keeping the last good
     checkpoint. Works with one or many devices and processes (`jax.distributed`).
     """
-    from .._checkpoints import save_pretrained
+    from ..checkpoints import save_pretrained
 
     config = PretrainConfig() if config is None else config
     out = pathlib.Path(out)

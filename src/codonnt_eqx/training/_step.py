@@ -15,9 +15,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._lowerable_jit import LowerableJit, is_dynamic
-from .._model import NucleotideTransformer
 from ..kernels import IMPLEMENTATIONS, Implementation
+from ..model import NucleotideTransformer
+from ..parallel import LowerableJit, is_dynamic
 from ..tokenizers import Tokenizer
 from ._loss import LossMetrics, masked_lm_metrics, nucleotides_per_token
 from ._masking import mask_tokens, maskable_tokens

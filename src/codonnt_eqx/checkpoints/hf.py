@@ -12,22 +12,19 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
-from .._model import NucleotideTransformer
-from ..tokenizers import Tokenizer
-from ..tokenizers._kmer import MAX_K, KmerTokenizer
-from ..tokenizers._saving import FILENAME as TOKENIZER_FILE
-from ..tokenizers._saving import tokenizer_from_record, tokenizer_record
+from ..model import NucleotideTransformer
+from ..tokenizers import (
+    MAX_K,
+    TOKENIZER_FILE,
+    KmerTokenizer,
+    Tokenizer,
+    tokenizer_from_record,
+    tokenizer_record,
+)
 from ._atomic import replace_files
 from ._build import Name, build_model, parameter_arrays
 from ._errors import CheckpointError
-from ._metadata import (
-    JsonObject,
-    embedding_rows,
-    make_config,
-    read_json,
-    regular_file,
-    unique_keys,
-)
+from ._metadata import JsonObject, embedding_rows, make_config, read_json, regular_file, unique_keys
 from .safe_pickle import load_torch_file
 
 _GLOBAL = {

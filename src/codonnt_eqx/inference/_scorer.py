@@ -4,20 +4,19 @@ per-token log-probabilities and zero-shot variant effects."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import numpy as np
 
-from ._batching import BucketedRunner, Devices
+from ..kernels import Implementation
+from ..model import NucleotideTransformer, with_options
+from ..tokenizers import SequenceError, Tokenizer
+from ._batching import Devices
 from ._consequence import consequence, looks_coding
-from ._embed import DTYPES, default_window
-from ._fasta import FastaRecord
-from ._model import NucleotideTransformer, check_token_ids
-from ._windows import plan_windows
-from .tokenizers import SequenceError, Tokenizer, prepends_cls
+from ._sequences import NamedSequence, name_and_sequence
+from ._windowed import WindowedModel
 
 _ROWS_PER_CALL = 2048  # masked copies made at a time: bounds memory on long sequences
 
@@ -89,8 +88,9 @@ class Scorer:
     **Arguments:**
 
     - `model`, `tokenizer`: e.g. from `from_pretrained`.
-    - `dtype`, `batch_tokens`, `bucket`, `window`, `overlap`, `attention`, `devices`: as for
-      `Embedder` (by default batches are split over every local device).
+    - `attention`, `dtype`, `remat`, `batch_tokens`, `max_batch`, `bucket`, `window`,
+      `overlap`, `devices`: as for `Embedder` (by default batches are split over every local
+      device).
     - `max_variant_tokens`: variants that change more tokens than this are not scored
       (e.g. a frameshift, which changes every codon token downstream).
     """
@@ -100,56 +100,54 @@ class Scorer:
         model: NucleotideTransformer,
         tokenizer: Tokenizer,
         *,
-        dtype: str = "float32",
+        attention: Implementation | None = None,
+        dtype: Any = None,
+        remat: bool | None = None,
         batch_tokens: int = 8192,
+        max_batch: int | None = None,
         bucket: int = 128,
         window: int | None = None,
         overlap: int | None = None,
-        attention: str = "auto",
         max_variant_tokens: int = 16,
         devices: Devices = None,
     ):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-        self.model, self.tokenizer = model, tokenizer
-        window = default_window(model) if window is None else window
-        self._has_cls = prepends_cls(tokenizer)
-        self._size = window - int(self._has_cls)
-        if self._size < 1:
-            raise ValueError(f"window must hold at least one token besides <cls>, got {window}")
-        self.overlap = self._size // 4 if overlap is None else overlap
-        if not 0 <= self.overlap < self._size:
-            raise ValueError(f"overlap must be in [0, {self._size}) for a window of {window}")
-        self.max_variant_tokens = max_variant_tokens
-        self._special = np.array(sorted(tokenizer.special_ids))
-        self.runner = BucketedRunner(
-            _log_probs_fn(DTYPES[dtype], attention),
-            pad_id=tokenizer.pad_id,
-            bucket=bucket,
-            max_length=window,
+        if isinstance(max_variant_tokens, bool) or not isinstance(max_variant_tokens, int):
+            raise ValueError(f"max_variant_tokens must be an integer, got {max_variant_tokens!r}")
+        if max_variant_tokens < 1:
+            raise ValueError(f"max_variant_tokens must be >= 1, got {max_variant_tokens}")
+        model = with_options(model, attention=attention, dtype=dtype, remat=remat)
+        self.core = WindowedModel(
+            model,
+            tokenizer,
+            _log_probs,
+            window=window,
+            overlap=overlap,
             batch_tokens=batch_tokens,
+            max_batch=max_batch,
+            bucket=bucket,
             devices=devices,
-            check=functools.partial(check_token_ids, config=model.config),
         )
+        self.model, self.tokenizer = model, tokenizer
+        self.window, self.overlap, self.runner = (
+            self.core.window,
+            self.core.overlap,
+            self.core.runner,
+        )
+        self._size = self.core.size
+        self.max_variant_tokens = max_variant_tokens
 
     # -- sequences ------------------------------------------------------------------------------
 
     def _body(self, sequence: str):
-        ids, spans = self.tokenizer.batch_encode_with_spans([sequence])
-        h = int(self._has_cls)
-        return ids[0][h:], spans[0][h:]
-
-    def _window(self, body, start: int) -> np.ndarray:
-        cls = [self.tokenizer.cls_id] * self._has_cls
-        return np.r_[np.array(cls, np.int32), body[start : start + self._size]].astype(np.int32)
+        return self.core.encode(sequence)
 
     def pseudo_log_likelihood(self, sequence: str) -> TokenLogLikelihood:
         """Each token masked in turn, scored by the model's log-probability of it."""
-        body, spans = self._body(sequence)
-        h = int(self._has_cls)
-        plan = plan_windows(len(body), self._size, self.overlap)
+        core = self.core
+        body, spans = core.encode(sequence)
+        h = core.offset
         jobs = []  # (window start, position in the body)
-        for s, (lo, hi) in zip(plan.start.tolist(), plan.keep.tolist(), strict=True):
+        for s, lo, hi in core.windows(len(body)):
             jobs += [(s, p) for p in range(lo, hi)]
         scores = np.empty(len(body))
         mask_id = self.tokenizer.mask_id
@@ -157,7 +155,7 @@ class Scorer:
             part = jobs[begin : begin + _ROWS_PER_CALL]
             rows = []
             for s, p in part:
-                row = self._window(body, s)
+                row = core.row(body, s)
                 row[h + p - s] = mask_id
                 rows.append(row)
 
@@ -165,26 +163,26 @@ class Scorer:
                 s, p = part[i]
                 return out[h + p - s, body[p]]
 
-            scores[[p for _, p in part]] = self.runner(self.model, rows, pick)
+            scores[[p for _, p in part]] = core.run(rows, pick)
         return self._result(body, spans, scores, "masked")
 
     def one_pass_log_likelihood(self, sequence: str) -> TokenLogLikelihood:
         """One forward pass per window, nothing masked (the fast approximation)."""
-        body, spans = self._body(sequence)
-        h = int(self._has_cls)
-        plan = plan_windows(len(body), self._size, self.overlap)
-        windows = list(zip(plan.start.tolist(), plan.keep.tolist(), strict=True))
+        core = self.core
+        body, spans = core.encode(sequence)
+        h = core.offset
+        windows = core.windows(len(body))
 
         def pick(i, out):
-            s, (lo, hi) = windows[i]
+            s, lo, hi = windows[i]
             return out[h + np.arange(lo - s, hi - s), body[lo:hi]]
 
-        rows = [self._window(body, s) for s, _ in windows]
-        scores = np.concatenate(self.runner(self.model, rows, pick)).astype(np.float64)
+        rows = [core.row(body, s) for s, _, _ in windows]
+        scores = np.concatenate(core.run(rows, pick)).astype(np.float64)
         return self._result(body, spans, scores, "one_pass_unmasked")
 
     def _result(self, body, spans, scores, method) -> TokenLogLikelihood:
-        keep = ~np.isin(body, self._special)
+        keep = ~self.core.is_special(body)
         log_probs = np.asarray(scores, np.float64)[keep]
         return TokenLogLikelihood(log_probs, spans[keep], float(log_probs.sum()), method)
 
@@ -192,7 +190,7 @@ class Scorer:
 
     def score_variants(
         self,
-        references: Mapping[str, str] | Iterable[FastaRecord],
+        references: Mapping[str, str] | Iterable[NamedSequence],
         variants: Iterable[Variant],
         *,
         coding: bool | None = None,
@@ -202,7 +200,7 @@ class Scorer:
         `consequence`); None decides per sequence with `looks_coding`. Variants that cannot
         be scored come back with `error` set, never raise."""
         if not isinstance(references, Mapping):
-            references = {r.name: r.sequence for r in references}
+            references = dict(name_and_sequence(r, i) for i, r in enumerate(references))
         tokenized: dict[str, tuple] = {}
         plans, rows = [], []
         for variant in variants:
@@ -214,7 +212,7 @@ class Scorer:
         outputs = []
         for begin in range(0, len(rows), _ROWS_PER_CALL):
             part = rows[begin : begin + _ROWS_PER_CALL]
-            outputs += self.runner(self.model, [r for r, _ in part], _keep_masked(part))
+            outputs += self.core.run([r for r, _ in part], _keep_masked(part))
         return [plan.result(outputs) for plan in plans]
 
     def _plan_variant(self, references, tokenized, variant: Variant, coding) -> _VariantPlan:
@@ -275,9 +273,9 @@ class Scorer:
         """A window centred on `span` with it masked, and the ids to read there:
         [(position in the row, ids of body, ids of other_body or None)]."""
         lo, hi = span
-        start = min(max(0, (lo + hi) // 2 - self._size // 2), max(0, len(body) - self._size))
-        row = self._window(body, start)
-        h = int(self._has_cls)
+        start = self.core.centred_start(lo, hi, len(body))
+        row = self.core.row(body, start)
+        h = self.core.offset
         positions = np.arange(lo, hi) - start + h
         row[positions] = self.tokenizer.mask_id
         other = None if other_body is None else other_body[other_span[0] : other_span[1]]
@@ -330,14 +328,9 @@ def _keep_masked(part):
     return reduce
 
 
-def _log_probs_fn(dtype, attention: str):
+def _log_probs(model, tokens):
     """(model, tokens [rows, length]) -> float32 log-softmax of the logits [rows, length, vocab]."""
-
-    def one(model, tokens):
-        logits = model(tokens, attention=attention, dtype=dtype).logits
-        return jax.nn.log_softmax(logits, axis=-1)
-
-    return lambda model, tokens: jax.vmap(lambda t: one(model, t))(tokens)
+    return jax.vmap(lambda t: jax.nn.log_softmax(model(t).logits, axis=-1))(tokens)
 
 
 def pseudo_log_likelihood(
@@ -370,7 +363,7 @@ def pseudo_log_likelihood(
 def score_variants(
     model: NucleotideTransformer,
     tokenizer: Tokenizer,
-    references: Mapping[str, str] | Iterable[FastaRecord],
+    references: Mapping[str, str] | Iterable[NamedSequence],
     variants: Iterable[Variant],
     *,
     coding: bool | None = None,

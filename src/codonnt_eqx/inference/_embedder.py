@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
-from ._batching import BucketedRunner, Devices
-from ._fasta import FastaRecord
-from ._model import NucleotideTransformer, check_token_ids
-from ._windows import plan_windows
-from .tokenizers import SequenceError, Tokenizer, prepends_cls
+from ..kernels import Implementation
+from ..model import NucleotideTransformer, with_options
+from ..tokenizers import SequenceError, Tokenizer, reverse_complement
+from ._batching import Devices
+from ._sequences import NamedSequence, name_and_sequence
+from ._windowed import WindowedModel
 
 Pooling = Literal["mean", "cls", "max", "none"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-CODON_NT_WINDOW = 1000  # Codon-NT was trained on 1,000-token windows (<cls> included)
-
-_COMPLEMENT = str.maketrans("ACGTNRYSWKMBDHVacgtnryswkmbdhv", "TGCANYRSWMKVHDBtgcanyrswmkvhdb")
-
-
-def reverse_complement(sequence: str) -> str:
-    """The reverse complement (IUPAC codes and lowercase kept; other characters unchanged)."""
-    return sequence.translate(_COMPLEMENT)[::-1]
 
 
 class InvalidRecordError(ValueError):
@@ -61,13 +52,6 @@ class SequenceEmbedding:
     spans: np.ndarray | None = None
 
 
-def default_window(model: NucleotideTransformer) -> int:
-    """Tokens per window (`<cls>` included): the positions a learned-position model has, or
-    Codon-NT's training length for rotary models."""
-    c = model.config
-    return c.max_positions if c.positional_embedding == "learned" else CODON_NT_WINDOW
-
-
 class Embedder:
     """Embeds sequences in length-bucketed batches, keeping its compiled shapes between calls.
 
@@ -85,7 +69,8 @@ class Embedder:
       output of block n, `num_layers` = the final embeddings; negative counts from the end).
     - `pooling`: `"mean"` over the sequence's tokens, specials excluded (default), `"cls"`,
       `"max"` (element-wise over the tokens), or `"none"` (every token, with its span).
-    - `dtype`: compute dtype, `"float32"` or `"bfloat16"`; outputs are float32.
+    - `attention`, `dtype`, `remat`: run options (`RunOptions`); None keeps the model's own
+      (`with_options`). Outputs are float32 whatever the compute dtype.
     - `batch_tokens`: padded tokens per batch and device; `max_batch`: at most this many rows
       per batch and device.
     - `bucket`: batches are padded to a multiple of this many tokens.
@@ -93,7 +78,6 @@ class Embedder:
       and tokens shared by consecutive windows (default a quarter of the window).
     - `rc_average`: average the pooled embeddings of both strands (not with `"none"`: the
       two strands' tokens do not line up).
-    - `attention`: the model's attention implementation.
     - `chunk_tokens`: records are read and embedded in chunks of about this many tokens, so
       memory is bounded whatever the number of records; pooled, each window is reduced to
       its sum / maximum as its batch finishes, so a long record costs its token ids only.
@@ -116,63 +100,60 @@ class Embedder:
         *,
         layers: int | Sequence[int] | None = None,
         pooling: Pooling = "mean",
-        dtype: str = "float32",
+        attention: Implementation | None = None,
+        dtype: Any = None,
+        remat: bool | None = None,
         batch_tokens: int = 8192,
         max_batch: int | None = None,
         bucket: int = 128,
         window: int | None = None,
         overlap: int | None = None,
         rc_average: bool = False,
-        attention: str = "auto",
         chunk_tokens: int = 1 << 16,
         devices: Devices = None,
     ):
-        c = model.config
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
         if rc_average and pooling == "none":
             raise ValueError(
                 "rc_average needs a pooling: per-token outputs of the two strands do not line up"
             )
-        window = default_window(model) if window is None else window
-        if c.positional_embedding == "learned" and window > c.max_positions:
-            raise ValueError(f"window {window} exceeds this model's {c.max_positions} positions")
-        self._has_cls = prepends_cls(tokenizer)
-        body = window - int(self._has_cls)
-        if body < 1:
-            raise ValueError(f"window must hold at least one token besides <cls>, got {window}")
-        self.overlap = body // 4 if overlap is None else overlap
-        if not 0 <= self.overlap < body:
-            raise ValueError(f"overlap must be in [0, {body}) for a window of {window}")
-        self.model, self.tokenizer = model, tokenizer
-        self.layers = _layer_indices(layers, c.num_layers)
-        self._squeeze_layers = layers is None or isinstance(layers, int | np.integer)
-        self.pooling, self.rc_average, self.window = pooling, rc_average, window
-        self.chunk_tokens = chunk_tokens
-        self._special = np.array(sorted(tokenizer.special_ids))
-        self.runner = BucketedRunner(
-            _forward_fn(self.layers, DTYPES[dtype], attention),
-            pad_id=tokenizer.pad_id,
-            bucket=bucket,
-            max_length=window,
+        model = with_options(model, attention=attention, dtype=dtype, remat=remat)
+        self.layers = _layer_indices(layers, model.config.num_layers)
+        self.core = WindowedModel(
+            model,
+            tokenizer,
+            _forward_fn(self.layers),
+            window=window,
+            overlap=overlap,
             batch_tokens=batch_tokens,
             max_batch=max_batch,
+            bucket=bucket,
             devices=devices,
-            check=functools.partial(check_token_ids, config=model.config),
         )
+        if pooling == "cls" and not self.core.has_cls:
+            raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
+        self.model, self.tokenizer = model, tokenizer
+        self.window, self.overlap, self.runner = (
+            self.core.window,
+            self.core.overlap,
+            self.core.runner,
+        )
+        self._squeeze_layers = layers is None or isinstance(layers, int | np.integer)
+        self.pooling, self.rc_average = pooling, rc_average
+        self.chunk_tokens = chunk_tokens
         self.tokens_done = 0
 
     def __call__(
         self,
-        sequences: Iterable[str | FastaRecord],
+        sequences: Iterable[str | NamedSequence],
         *,
         on_invalid: Callable[[InvalidRecordError], None] | None = None,
     ) -> Iterator[SequenceEmbedding]:
-        """Embeddings of `sequences` (strings or `FastaRecord`s), yielded in order, chunk by
-        chunk. A record the tokenizer rejects raises `InvalidRecordError` (naming it and the
-        position), or, when `on_invalid` is given, is passed to it and skipped."""
+        """Embeddings of `sequences` (strings, or records with a name and a sequence such as
+        `FastaRecord`), yielded in order, chunk by chunk. A record the tokenizer rejects raises
+        `InvalidRecordError` (naming it and the position), or, when `on_invalid` is given, is
+        passed to it and skipped."""
         numbered = enumerate(sequences)
         while chunk := self._next_chunk(numbered, on_invalid):
             yield from self._embed_chunk(chunk)
@@ -182,9 +163,7 @@ class Embedder:
         `chunk_tokens` tokens in all."""
         chunk, tokens = [], 0
         for i, item in numbered:
-            name, seq = (
-                (item.name, item.sequence) if isinstance(item, FastaRecord) else (f"seq{i}", item)
-            )
+            name, seq = name_and_sequence(item, i)
             try:
                 strands = [self._encode(seq)]
                 if self.rc_average:
@@ -202,51 +181,43 @@ class Embedder:
         return chunk
 
     def _encode(self, seq: str):
-        ids, spans = self.tokenizer.batch_encode_with_spans([seq])
-        return ids[0], spans[0]
+        return self.core.encode(seq)
 
     def _embed_chunk(self, chunk) -> Iterator[SequenceEmbedding]:
-        h = int(self._has_cls)
-        cls = np.array([self.tokenizer.cls_id] * h, np.int32)
-        size = self.window - h
+        core, h = self.core, self.core.offset
         rows, kept, strand_rows = [], [], []
         for _, _, strands in chunk:
-            for ids, _ in strands:
-                body = ids[h:]
-                plan = plan_windows(len(body), size, min(self.overlap, size - 1))
+            for body, _ in strands:
                 first = len(rows)
-                for s, (lo, hi) in zip(plan.start.tolist(), plan.keep.tolist(), strict=True):
-                    rows.append(np.r_[cls, body[s : s + size]])
-                    kept.append((h + lo - s, h + hi - s, ~np.isin(body[lo:hi], self._special)))
+                for s, lo, hi in core.windows(len(body)):
+                    rows.append(core.row(body, s))
+                    kept.append((h + lo - s, h + hi - s, ~core.is_special(body[lo:hi])))
                 strand_rows.append(range(first, len(rows)))
         # Each window is reduced to what its kept tokens contribute as soon as its batch is
         # done, so a pooled embedding of a long record never holds all its token outputs.
-        outputs = self.runner(self.model, rows, self._reduce(kept))
+        outputs = core.run(rows, self._reduce(kept))
         pieces = iter(strand_rows)
         for name, length, strands in chunk:
             pooled, tokens = [], None
-            for ids, spans in strands:
+            for body, spans in strands:
                 parts = [outputs[i] for i in next(pieces)]
                 pooled.append(self._combine(parts))
                 if self.pooling == "none":
-                    body_spans = spans[h:][~np.isin(ids[h:], self._special)]
-                    tokens = (pooled[-1], body_spans)
-            self.tokens_done += sum(len(ids) for ids, _ in strands)
+                    tokens = (pooled[-1], spans[~core.is_special(body)])
+            self.tokens_done += sum(len(body) + h for body, _ in strands)
             if self.pooling == "none":
                 vectors, token_spans = tokens
                 vectors = vectors[:, 0] if self._squeeze_layers else vectors
             else:
                 vectors, token_spans = np.mean(pooled, axis=0), None
                 vectors = vectors[0] if self._squeeze_layers else vectors
-            num_tokens = int(np.count_nonzero(~np.isin(strands[0][0][h:], self._special)))
+            num_tokens = int(np.count_nonzero(~core.is_special(strands[0][0])))
             yield SequenceEmbedding(name, length, num_tokens, vectors, token_spans)
 
     def _reduce(self, kept):
         """Per window: its kept tokens [tokens, layers, embed] (pooling none), or their sum
         and count (mean), maximum (max), or its <cls> vector (cls)."""
-        pooling, has_cls = self.pooling, self._has_cls
-        if pooling == "cls" and not has_cls:
-            raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
+        pooling = self.pooling
 
         def reduce(i, out):
             lo, hi, keep = kept[i]
@@ -275,7 +246,7 @@ class Embedder:
 def embed(
     model: NucleotideTransformer,
     tokenizer: Tokenizer,
-    sequences: Iterable[str | FastaRecord],
+    sequences: Iterable[str | NamedSequence],
     **options,
 ) -> Float[np.ndarray, "sequences *layers embed"] | list[np.ndarray]:
     """Embeddings of `sequences` in one call (options: those of `Embedder`).
@@ -314,13 +285,13 @@ def _layer_indices(layers, num_layers: int) -> tuple[int, ...] | None:
     return tuple(out)
 
 
-def _forward_fn(layers, dtype, attention: str):
+def _forward_fn(layers):
     """(model, tokens [rows, length]) -> float32 [rows, length, layers, embed]."""
 
     def one(model, tokens: Int[jax.Array, " length"]):
         if layers is None:
-            return model(tokens, attention=attention, dtype=dtype).embeddings[:, None]
-        out = model(tokens, attention=attention, dtype=dtype, hidden_states=True)
+            return model(tokens).embeddings[:, None]
+        out = model(tokens, hidden_states=True)
         return jnp.stack([out.hidden_states[i] for i in layers], axis=1)
 
     return lambda model, tokens: jax.vmap(lambda t: one(model, t))(tokens)

@@ -6,8 +6,8 @@ import math
 import os
 from collections.abc import Iterable
 
+from ..inference import TokenLogLikelihood, Variant, VariantScore
 from ._atomic_file import atomic_output
-from ._scores import TokenLogLikelihood, Variant, VariantScore
 
 VARIANT_COLUMNS = ("sequence_name", "position", "ref", "alt")
 SCORE_COLUMNS = (

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._fasta import FastaRecord, read_fasta
-from .accelerators import AcceleratorUnavailableError
-from .kernels import IMPLEMENTATIONS
-from .tokenizers._kmer import MAX_K, KmerTokenizer
-from .tokenizers._validation import IUPAC_AMBIGUITY
-from .training._errors import TrainingError
+from ..accelerators import AcceleratorUnavailableError
+from ..io import FastaRecord, read_fasta
+from ..kernels import IMPLEMENTATIONS
+from ..tokenizers import IUPAC_AMBIGUITY, MAX_K, KmerTokenizer
+from ..training import TrainingError
 
 
 def _tokenizer(args: argparse.Namespace) -> KmerTokenizer:
@@ -77,10 +76,8 @@ def _embedding_model(args: argparse.Namespace):
     --checkpoint (a folder or a shipped name), or a random initialisation on --random-init."""
     import jax
 
-    from ._checkpoints import from_pretrained
-    from ._config import preset
-    from ._model import NucleotideTransformer
-    from ._shipped import DEFAULT_MODEL, names_shipped_model
+    from ..checkpoints import DEFAULT_MODEL, from_pretrained, names_shipped_model
+    from ..model import NucleotideTransformer, preset
 
     if args.random_init:
         model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(args.seed))
@@ -105,7 +102,7 @@ def _embedding_model(args: argparse.Namespace):
 
 def _embed_command(args: argparse.Namespace) -> None:
     if args.output:
-        from ._embed_cli import embed_to_file
+        from ._embed import embed_to_file
 
         return embed_to_file(args)
     import time
@@ -175,8 +172,8 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             num_processes=args.num_processes,
             process_id=args.process_id,
         )
-    from ._config import ModelConfig, preset
-    from .training import GenomeCorpus, PretrainConfig, pretrain
+    from ..model import ModelConfig, preset
+    from ..training import GenomeCorpus, PretrainConfig, pretrain
 
     tok = KmerTokenizer(args.k, uppercase=True, iupac_to_n=True)
     sizes = (args.layers, args.width, args.heads, args.ffn)
@@ -236,7 +233,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
 
 
 def _plot_command(args: argparse.Namespace) -> None:
-    from .training import plot_metrics
+    from ..training import plot_metrics
 
     path = plot_metrics(args.metrics, args.output)
     print(f"wrote {path}")
@@ -328,25 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--seed", type=int, default=0, help="initialisation seed (--random-init)")
     embed.set_defaults(run=_embed_command)
-    from ._embed_cli import add_embed_output_options, add_score_parser
+    from ._embed import add_embed_output_options, add_score_parser
 
     add_embed_output_options(embed)
     _pretrain_parser(commands)
     add_score_parser(commands)
-    from .finetune._cli import add_finetune_parser
+    from ._finetune import add_finetune_parser
 
     add_finetune_parser(commands)
-    from .experiments._cli import add_experiment_parser
+    from ._experiment import add_experiment_parser
 
     add_experiment_parser(commands, _int_in, _float_above)
-    from .accelerators._cli import add_plan_parser
+    from ._plan import add_plan_parser
 
     add_plan_parser(commands)
     return parser
 
 
 def _pretrain_parser(commands) -> None:
-    from ._config import PRESETS
+    from ..model import PRESETS
 
     p = commands.add_parser(
         "pretrain",

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ..kernels import attention as attention_kernel
+from ..kernels import attention_weights
 from ._config import ModelConfig
-from .kernels import Implementation, attention_weights
-from .kernels import attention as attention_kernel
+from ._options import RunOptions
 
 # cos and sin tables [length, head_dim] of the rotary embedding.
 Rotary = tuple[Float[Array, "length head_dim"], Float[Array, "length head_dim"]]
@@ -26,18 +27,21 @@ def truncated_normal(key: PRNGKeyArray, shape: tuple[int, ...], std: float) -> A
 
 
 class Linear(eqx.Module):
-    """y = x W^T + b with W [out, in] (PyTorch's layout); fan-in variance-scaling init."""
+    """y = x W^T + b with W [out, in] (PyTorch's layout); fan-in variance-scaling init.
+
+    Computes in `options.dtype` (the run options, set by `with_options`)."""
 
     weight: Float[Array, "out in"]
     bias: Float[Array, " out"] | None
+    options: RunOptions = eqx.field(static=True)
 
     def __init__(self, in_features: int, out_features: int, use_bias: bool, *, key: PRNGKeyArray):
         self.weight = truncated_normal(key, (out_features, in_features), 1 / math.sqrt(in_features))
         self.bias = jnp.zeros((out_features,)) if use_bias else None
+        self.options = RunOptions()
 
-    def __call__(
-        self, x: Float[Array, "length in"], dtype=jnp.float32
-    ) -> Float[Array, "length out"]:
+    def __call__(self, x: Float[Array, "length in"]) -> Float[Array, "length out"]:
+        dtype = self.options.compute_dtype
         y = jnp.dot(x.astype(dtype), self.weight.T.astype(dtype))
         return y if self.bias is None else y + self.bias.astype(dtype)
 
@@ -93,7 +97,9 @@ class RotaryEmbedding(eqx.Module):
 
 
 class SelfAttention(eqx.Module):
-    """Multi-head self-attention with biases, optional rotary embeddings and key padding."""
+    """Multi-head self-attention with biases, optional rotary embeddings and key padding.
+
+    The attention implementation is `options.attention` (set by `with_options`)."""
 
     query: Linear
     key: Linear
@@ -101,6 +107,7 @@ class SelfAttention(eqx.Module):
     output: Linear
     num_heads: int = eqx.field(static=True)
     head_dim: int = eqx.field(static=True)
+    options: RunOptions = eqx.field(static=True)
 
     def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
         d, h, k = config.embed_dim, config.num_heads, config.head_dim
@@ -110,13 +117,14 @@ class SelfAttention(eqx.Module):
         self.value = Linear(d, h * k, True, key=kv)
         self.output = Linear(h * k, d, True, key=ko)
         self.num_heads, self.head_dim = h, k
+        self.options = RunOptions()
 
-    def _project(self, x, rotary, dtype):
+    def _project(self, x, rotary):
         """Queries, keys and values [length, heads, head_dim], rotary applied."""
         split = (x.shape[0], self.num_heads, self.head_dim)
-        q = self.query(x, dtype).reshape(split)
-        k = self.key(x, dtype).reshape(split)
-        v = self.value(x, dtype).reshape(split)
+        q = self.query(x).reshape(split)
+        k = self.key(x).reshape(split)
+        v = self.value(x).reshape(split)
         if rotary is not None:
             q, k = RotaryEmbedding.apply(q, *rotary), RotaryEmbedding.apply(k, *rotary)
         return q, k, v
@@ -126,26 +134,21 @@ class SelfAttention(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
-        *,
-        implementation: Implementation = "auto",
-        dtype=jnp.float32,
     ) -> Float[Array, "length embed"]:
-        q, k, v = self._project(x, rotary, dtype)
+        q, k, v = self._project(x, rotary)
         out = attention_kernel(
-            q[None], k[None], v[None], num_valid[None], implementation=implementation
+            q[None], k[None], v[None], num_valid[None], implementation=self.options.attention
         )[0]
-        return self.output(out.reshape(x.shape[0], -1), dtype)
+        return self.output(out.reshape(x.shape[0], -1))
 
     def weights(
         self,
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
-        *,
-        dtype=jnp.float32,
     ) -> Float[Array, "heads length length"]:
         """The softmax weights this layer gives `x` (float32; zero on padded keys)."""
-        q, k, _ = self._project(x, rotary, dtype)
+        q, k, _ = self._project(x, rotary)
         return attention_weights(q[None], k[None], num_valid[None])[0]
 
 
@@ -165,17 +168,15 @@ class FeedForward(eqx.Module):
         self.use_glu = config.use_glu
         self.activation = config.ffn_activation
 
-    def __call__(
-        self, x: Float[Array, "length embed"], dtype=jnp.float32
-    ) -> Float[Array, "length embed"]:
+    def __call__(self, x: Float[Array, "length embed"]) -> Float[Array, "length embed"]:
         act = jax.nn.swish if self.activation == "swish" else _exact_gelu
-        h = self.fc1(x, dtype)
+        h = self.fc1(x)
         if self.use_glu:
             gate, linear = jnp.split(h, 2, axis=-1)
             h = act(gate) * linear
         else:
             h = act(h)
-        return self.fc2(h, dtype)
+        return self.fc2(h)
 
 
 def _exact_gelu(x):
@@ -202,26 +203,19 @@ class Block(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
-        *,
-        implementation: Implementation = "auto",
-        dtype=jnp.float32,
     ) -> Float[Array, "length embed"]:
-        h = self.attention(
-            self.attention_norm(x), num_valid, rotary, implementation=implementation, dtype=dtype
-        )
+        h = self.attention(self.attention_norm(x), num_valid, rotary)
         x = x + h.astype(x.dtype)
-        return x + self.ffn(self.ffn_norm(x), dtype).astype(x.dtype)
+        return x + self.ffn(self.ffn_norm(x)).astype(x.dtype)
 
     def attention_weights(
         self,
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
-        *,
-        dtype=jnp.float32,
     ) -> Float[Array, "heads length length"]:
         """The attention weights of this block for its input `x`."""
-        return self.attention.weights(self.attention_norm(x), num_valid, rotary, dtype=dtype)
+        return self.attention.weights(self.attention_norm(x), num_valid, rotary)
 
 
 class LMHead(eqx.Module):
@@ -237,7 +231,5 @@ class LMHead(eqx.Module):
         self.norm = LayerNorm(config.embed_dim, config.layer_norm_eps)
         self.decoder = Linear(config.embed_dim, config.vocab_size, True, key=k2)
 
-    def __call__(
-        self, x: Float[Array, "length embed"], dtype=jnp.float32
-    ) -> Float[Array, "length vocab"]:
-        return self.decoder(self.norm(_exact_gelu(self.dense(x, dtype))), dtype)
+    def __call__(self, x: Float[Array, "length embed"]) -> Float[Array, "length vocab"]:
+        return self.decoder(self.norm(_exact_gelu(self.dense(x))))

@@ -6,10 +6,8 @@ import argparse
 import json
 import os
 
-from .._cli import _float_above, _int_in
-from ._adapters import MODES
-from ._lora import LORA_TARGETS
-from ._tasks import TASK_KINDS
+from ..finetune import LORA_TARGETS, MODES, TASK_KINDS
+from ._main import _float_above, _int_in
 
 
 def _fraction(text: str) -> float:
@@ -40,7 +38,7 @@ def add_finetune_parser(commands) -> None:
 
 
 def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
-    from .._shipped import DEFAULT_MODEL
+    from ..checkpoints import DEFAULT_MODEL
 
     p.add_argument(
         "tasks",
@@ -102,11 +100,8 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .._checkpoints import from_pretrained
-    from .._shipped import SHIPPED_MODELS
-    from ._config import FinetuneConfig
-    from ._tasks import load_task
-    from ._train import finetune
+    from ..checkpoints import SHIPPED_MODELS, from_pretrained
+    from ..finetune import FinetuneConfig, finetune, load_task
 
     task = load_task(
         args.tasks,
@@ -140,7 +135,7 @@ def _run(args: argparse.Namespace) -> None:
     model, tok = from_pretrained(args.checkpoint)
     head = None
     if args.init_head:
-        from ._saving import load_finetuned
+        from ..finetune import load_finetuned
 
         head = load_finetuned(args.init_head, model, tok)[0].head.head
     shipped = args.checkpoint in SHIPPED_MODELS and not os.path.exists(args.checkpoint)

@@ -8,27 +8,11 @@ import json
 import pathlib
 import sys
 
-from .._atomic_file import atomic_output
-from .._config import PRESETS
-from .._model_config_for import SIZES
-from ._plan import WORKLOADS, MemoryPlan, largest_batch, plan_memory
-from ._targets import TARGETS, target
+from ..accelerators import TARGETS, WORKLOADS, MemoryPlan, largest_batch, plan_memory, target
+from ..io import atomic_output
+from ..model import model_sizes
 
-# Short names of the published sizes, as people say them.
-ALIASES = {
-    "50m": "nt_v2_50m",
-    "100m": "nt_v2_100m",
-    "500m": "nt_v2_500m",
-    "2.5b": "nt_v1_2b5",
-    "2b5": "nt_v1_2b5",
-}
 _GIB = 1 << 30
-
-
-def model_sizes() -> dict:
-    """Every size `--size` takes: the presets, the `SIZES` of model_config_for, aliases."""
-    sizes = {**SIZES, **PRESETS}
-    return sizes | {alias: sizes[name] for alias, name in ALIASES.items()}
 
 
 def _positive(text: str) -> int:

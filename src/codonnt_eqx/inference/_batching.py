@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._lowerable_jit import mesh_context
+from ..parallel import mesh_context
 
 DATA = "data"
 Devices = int | Sequence[jax.Device] | None

@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._config import ModelConfig
-from .._model import NucleotideTransformer
+from ..model import ModelConfig, NucleotideTransformer
 from ._errors import CheckpointError
 
 # A parameter's name is its path in the model (".blocks.attention.query.weight"); per-layer

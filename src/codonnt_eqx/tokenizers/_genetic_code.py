@@ -1,4 +1,4 @@
-"""The standard genetic code (NCBI translation table 1)."""
+"""The standard genetic code (NCBI translation table 1) and the reverse complement."""
 
 from __future__ import annotations
 
@@ -32,3 +32,11 @@ def translate(cds: str, *, to_stop: bool = False) -> str:
             break
         protein.append(aa)
     return "".join(protein)
+
+
+_COMPLEMENT = str.maketrans("ACGTNRYSWKMBDHVacgtnryswkmbdhv", "TGCANYRSWMKVHDBtgcanyrswmkvhdb")
+
+
+def reverse_complement(sequence: str) -> str:
+    """The reverse complement (IUPAC codes and lowercase kept; other characters unchanged)."""
+    return sequence.translate(_COMPLEMENT)[::-1]

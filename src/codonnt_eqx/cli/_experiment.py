@@ -10,8 +10,7 @@ import pathlib
 
 def add_experiment_parser(commands, int_in, float_above) -> None:
     """Add `experiment tokenizations` to the CLI's subcommands."""
-    from ._arms import ALL_ARMS, DEFAULT_ARMS
-    from ._tokenizations import ComparisonConfig
+    from ..experiments import ALL_ARMS, DEFAULT_ARMS, ComparisonConfig
 
     defaults = ComparisonConfig()
     experiment = commands.add_parser("experiment", help="run an experiment (tokenizations)")
@@ -65,9 +64,14 @@ def _tasks(specs: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from ._arms import default_arms
-    from ._report import plot_results, results_table
-    from ._tokenizations import ComparisonConfig, _corpus, compare_tokenizations
+    from ..experiments import (
+        ComparisonConfig,
+        _corpus,
+        compare_tokenizations,
+        default_arms,
+        plot_results,
+        results_table,
+    )
 
     config = ComparisonConfig(
         size=args.size,

@@ -1,4 +1,5 @@
-"""Loading and saving checkpoints: the Hugging Face layout, InstaDeep's JAX layout, our own."""
+"""`from_pretrained` and `save_pretrained`: a model and its tokenizer from a folder in any layout
+we read, or a shipped model by name; and back to the Hugging Face layout."""
 
 from __future__ import annotations
 
@@ -9,21 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._model import NucleotideTransformer
-from .._shipped import SHIPPED_MODELS, names_shipped_model, shipped_model_path
+from ..model import NucleotideTransformer
 from ..tokenizers import KmerTokenizer, Tokenizer
 from ._errors import CheckpointError
+from ._shipped import names_shipped_model, shipped_model_path
 from .hf import TOKENIZER_FILE, load_hf, save_hf
 from .jax_layout import load_jax
-from .safe_pickle import UnsafePickleError
-
-__all__ = [
-    "SHIPPED_MODELS",
-    "CheckpointError",
-    "UnsafePickleError",
-    "from_pretrained",
-    "save_pretrained",
-]
 
 
 def _parameter_dtype(dtype) -> jnp.dtype:

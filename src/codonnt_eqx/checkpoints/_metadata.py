@@ -11,7 +11,7 @@ import re
 import stat
 from typing import Any
 
-from .._config import ModelConfig
+from ..model import ModelConfig
 from ._errors import CheckpointError
 
 # Metadata files are kilobytes; a bigger one is not metadata, and is not read into memory.

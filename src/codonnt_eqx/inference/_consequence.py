@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._genetic_code import CODON_TABLE, STOP_CODONS
+from ..tokenizers import CODON_TABLE, STOP_CODONS
 
 START_CODONS = frozenset({"ATG", "GTG", "TTG"})  # the usual bacterial starts
 

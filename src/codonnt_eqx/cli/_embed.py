@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from ._embed import POOLINGS, Embedder, InvalidRecordError
-from ._fasta import iter_fasta
-from .kernels import IMPLEMENTATIONS
+from ..inference import POOLINGS, Embedder, InvalidRecordError
+from ..io import iter_fasta
+from ..kernels import IMPLEMENTATIONS
 
 
 def _records(args: argparse.Namespace):
@@ -33,7 +33,7 @@ def _report_skipped(skipped: list[InvalidRecordError]) -> None:
 
 def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
     """`embed`'s options for writing embeddings to a file."""
-    from ._cli import _int_in
+    from ._main import _int_in
 
     out = embed.add_argument_group("writing embeddings (-o)")
     out.add_argument(
@@ -75,7 +75,7 @@ def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
 
 
 def _devices_option(parser) -> None:
-    from ._cli import _int_in
+    from ._main import _int_in
 
     parser.add_argument(
         "--devices",
@@ -88,8 +88,8 @@ def embed_to_file(args: argparse.Namespace) -> None:
     """`codonnt-eqx embed FASTA -o OUT`."""
     import jax
 
-    from ._cli import _embedding_model
-    from ._embed_files import output_format, write_embeddings
+    from ..io import output_format, write_embeddings
+    from ._main import _embedding_model
 
     output_format(args.output)  # a bad name fails before the model loads
     if args.per_token and args.rc_average:
@@ -149,7 +149,7 @@ def embed_to_file(args: argparse.Namespace) -> None:
 
 def add_score_parser(commands) -> None:
     """The `score` command."""
-    from ._cli import _int_in, _tokenizer_options
+    from ._main import _int_in, _tokenizer_options
 
     p = commands.add_parser(
         "score",
@@ -195,9 +195,9 @@ def add_score_parser(commands) -> None:
 
 def score_command(args: argparse.Namespace) -> None:
     """`codonnt-eqx score FASTA [--variants TSV] -o OUT.tsv`."""
-    from ._cli import _embedding_model
-    from ._scores import Scorer
-    from ._variant_files import read_variants, write_likelihoods, write_variant_scores
+    from ..inference import Scorer
+    from ..io import read_variants, write_likelihoods, write_variant_scores
+    from ._main import _embedding_model
 
     variants = read_variants(args.variants) if args.variants else None
     model, tok, description = _embedding_model(args)

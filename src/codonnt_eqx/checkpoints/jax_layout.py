@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from ..tokenizers._kmer import MAX_K, KmerTokenizer
+from ..tokenizers import MAX_K, KmerTokenizer
 from ._build import Name, build_model
 from ._errors import CheckpointError
 from ._metadata import JsonObject, embedding_rows, make_config, read_json, regular_file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -12,9 +13,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ..kernels import Implementation
 from ._config import ModelConfig
 from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
-from .kernels import IMPLEMENTATIONS, Implementation
+from ._options import RunOptions, with_options
 
 
 class ModelOutput(eqx.Module):
@@ -45,6 +47,9 @@ class NucleotideTransformer(eqx.Module):
     - `key`: PRNG key for the initialisation (truncated-normal fan-in projections, unit
       LayerNorms, zero biases, as the original).
 
+    How it runs (attention implementation, compute dtype, remat) is its `options`, a
+    `RunOptions` set with `with_options(model, attention=..., dtype=..., remat=...)`.
+
     ```python
     model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(0))
     tokens = KmerTokenizer(3).batch_encode(["ATGGCCAAGTAA", "ATGTGA"])
@@ -60,6 +65,7 @@ class NucleotideTransformer(eqx.Module):
     final_norm: LayerNorm
     lm_head: LMHead
     rotary: RotaryEmbedding | None
+    options: RunOptions = eqx.field(static=True)
 
     def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
         k_embed, k_pos, k_blocks, k_head = jr.split(key, 4)
@@ -80,6 +86,7 @@ class NucleotideTransformer(eqx.Module):
         self.blocks = eqx.filter_vmap(lambda k: Block(config, key=k))(keys)
         self.final_norm = LayerNorm(d, config.layer_norm_eps)
         self.lm_head = LMHead(config, key=k_head)
+        self.options = RunOptions()
 
     def num_parameters(self) -> int:
         return sum(x.size for x in jax.tree.leaves(eqx.filter(self, eqx.is_array)))
@@ -108,27 +115,24 @@ class NucleotideTransformer(eqx.Module):
         self,
         tokens: Int[Array, " length"],
         *,
-        attention: Implementation = "auto",
-        dtype=jnp.float32,
         hidden_states: bool = False,
         attention_maps: Sequence[tuple[int, int]] = (),
-        remat: bool = False,
+        attention: Implementation | None = None,
+        dtype=None,
+        remat: bool | None = None,
     ) -> ModelOutput:
         """Run the model on one token sequence.
 
         **Arguments:**
 
         - `tokens`: int [length], right-padded with the pad token (as `batch_encode` makes).
-        - `attention`: `"auto"` (Pallas kernels on GPU/TPU, query-blocked plain JAX on CPU),
-          `"pallas"`, `"blocked"`, `"xla"`, `"cudnn"` or `"reference"`; changes speed, not
-          results beyond dtype tolerance.
-        - `dtype`: compute dtype of the matmuls (`jnp.bfloat16` for mixed precision);
-          parameters stay float32, LayerNorm and softmax statistics are float32.
         - `hidden_states`: also return every block's output.
         - `attention_maps`: (layer, head) pairs whose weights to return; computed after the
-          forward pass (which `attention` alone decides) from each asked layer's input, at
-          O(heads x length^2) memory per layer asked.
-        - `remat`: rematerialise each block in the backward pass (saves memory in training).
+          forward pass (which the attention option alone decides) from each asked layer's
+          input, at O(heads x length^2) memory per layer asked.
+        - `attention`, `dtype`, `remat`: deprecated here (a `DeprecationWarning`; removed in
+          the next release): the run options belong on the model,
+          `with_options(model, attention=..., dtype=..., remat=...)`; see `RunOptions`.
 
         Positions after the first pad must all be pads. Called eagerly, a pad in the middle,
         ids outside the vocabulary (JAX gathers would silently clamp them) and more non-pad
@@ -139,9 +143,19 @@ class NucleotideTransformer(eqx.Module):
         The package's own entry points (embedding, scoring, training) check their token
         batches on the host before the compiled call. A batched (2-D) input always raises.
         """
+        if attention is not None or dtype is not None or remat is not None:
+            warnings.warn(
+                "passing attention/dtype/remat to the model call is deprecated; set them once "
+                "with codonnt_eqx.with_options(model, ...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            model = with_options(self, attention=attention, dtype=dtype, remat=remat)
+            return model(tokens, hidden_states=hidden_states, attention_maps=attention_maps)
         c = self.config
         tokens = _checked_tokens(tokens, c)
-        _check_options(c, attention, dtype, attention_maps)
+        _check_attention_maps(c, attention_maps)
+        dtype = self.options.compute_dtype
         length = tokens.shape[0]
         is_pad = tokens == c.pad_token_id
         num_valid = jnp.sum(~is_pad).astype(jnp.int32)
@@ -155,15 +169,15 @@ class NucleotideTransformer(eqx.Module):
 
         def step(x, block_params):
             block = eqx.combine(block_params, static)
-            x = block(x, num_valid, rotary, implementation=attention, dtype=dtype)
+            x = block(x, num_valid, rotary)
             return x, (x if keep else None)
 
-        if remat:
+        if self.options.remat:
             step = jax.checkpoint(step)
         x0 = x
         x, outputs = jax.lax.scan(step, x, params)
         embeddings = self.final_norm(x).astype(jnp.float32)
-        logits = self.lm_head(embeddings, dtype).astype(jnp.float32)
+        logits = self.lm_head(embeddings).astype(jnp.float32)
         logits = jnp.where(is_pad[:, None], 0.0, logits)
 
         states = None
@@ -181,7 +195,7 @@ class NucleotideTransformer(eqx.Module):
             for layer in sorted({layer for layer, _ in attention_maps}):
                 block = eqx.combine(jax.tree.map(operator.itemgetter(layer), params), static)
                 x_in = x0 if layer == 0 else outputs[layer - 1]
-                weights = block.attention_weights(x_in, num_valid, rotary, dtype=dtype)
+                weights = block.attention_weights(x_in, num_valid, rotary)
                 for head in sorted({h for ly, h in attention_maps if ly == layer}):
                     maps[(layer, head)] = weights[head]
         out = ModelOutput(logits, embeddings, states, maps)
@@ -252,15 +266,7 @@ def _invalid_tokens(tokens, is_pad, num_valid, c: ModelConfig) -> jax.Array | No
     return invalid
 
 
-def _check_options(c: ModelConfig, attention, dtype, attention_maps) -> None:
-    if attention not in IMPLEMENTATIONS:
-        raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {attention!r}")
-    try:
-        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
-    except TypeError:
-        floating = False
-    if not floating:
-        raise ValueError(f"dtype must be a floating dtype (e.g. jnp.bfloat16), got {dtype!r}")
+def _check_attention_maps(c: ModelConfig, attention_maps) -> None:
     for pair in attention_maps:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(_is_int(i) for i in pair)):
             raise ValueError(f"attention_maps must hold (layer, head) int pairs, got {pair!r}")

@@ -116,35 +116,3 @@ def _check_float(
     if not (math.isfinite(value) and inside):
         bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
         raise ValueError(f"{name} must be a finite number in {bounds}, got {value}")
-
-
-_V2 = dict(positional_embedding="rotary", use_glu=True, ffn_activation="swish", add_bias_ffn=False)
-_V1 = dict(
-    positional_embedding="learned",
-    max_positions=1000,
-    use_glu=False,
-    ffn_activation="gelu",
-    add_bias_ffn=True,
-    token_dropout=True,
-    k_for_kmers=6,
-)
-
-PRESETS: dict[str, ModelConfig] = {
-    # Codon-NT: NT v2 50M on non-overlapping 3-mers (75-token vocabulary).
-    "codon_nt": ModelConfig(75, 512, 12, 16, 2048, **_V2),
-    "nt_v2_50m": ModelConfig(4107, 512, 12, 16, 2048, k_for_kmers=6, **_V2),
-    "nt_v2_100m": ModelConfig(4107, 512, 22, 16, 2048, k_for_kmers=6, **_V2),
-    "nt_v2_500m": ModelConfig(4107, 1024, 29, 16, 4096, k_for_kmers=6, **_V2),
-    # nt_v2_250m is left out until its published config can be checked.
-    # v1 embedding tables hold the first 4105 tokens (no <eos>/<bos>).
-    "nt_v1_500m": ModelConfig(4105, 1280, 24, 20, 5120, **_V1),
-    "nt_v1_2b5": ModelConfig(4105, 2560, 32, 20, 10240, **_V1),
-}
-
-
-def preset(name: str) -> ModelConfig:
-    """A published architecture by name: one of `PRESETS` (`codon_nt`, `nt_v2_50m`, ...)."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

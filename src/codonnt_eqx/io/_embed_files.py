@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ..inference import SequenceEmbedding
 from ._atomic_file import atomic_output
-from ._embed import SequenceEmbedding
 
 FORMATS = (".npz", ".parquet")
 _ROW_GROUP = 1024  # parquet rows per group: bounds memory while writing

@@ -1,4 +1,4 @@
-"""The command line's file-writing side: `embed -o OUT` and `score`."""
+"""`codonnt-eqx embed`: embeddings of a FASTA file, summarised or written to a file."""
 
 from __future__ import annotations
 
@@ -6,34 +6,52 @@ import argparse
 import sys
 import time
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from ..inference import POOLINGS, Embedder, InvalidRecordError
-from ..io import iter_fasta
-from ..kernels import IMPLEMENTATIONS
+from ..io import output_format, write_embeddings
+from ..model import with_options
+from ._options import (
+    add_devices_option,
+    add_fasta_input,
+    add_model_source,
+    add_run_options,
+    int_in,
+    load_model,
+    run_options,
+)
+from ._progress import progress, records, report_skipped
+from ._tokenize import tokenize_and_summarise
 
 
-def _records(args: argparse.Namespace):
-    return iter_fasta(sys.stdin.buffer if args.fasta == "-" else args.fasta)
+def add_embed_parser(commands) -> None:
+    embed = commands.add_parser(
+        "embed", help="tokenize a FASTA file and embed it (default: the shipped codon-nt-mini)"
+    )
+    add_fasta_input(embed)
+    embed.add_argument(
+        "--batch-size",
+        type=int_in(1),
+        help="sequences per batch (default 1; with -o at most this many per device, default no "
+        "limit)",
+    )
+    embed.add_argument(
+        "--bucket",
+        type=int_in(1),
+        default=128,
+        help="pad batches to a multiple of this many tokens (fewer compiles)",
+    )
+    add_run_options(embed)
+    add_model_source(embed, default_help="(default: the shipped codon-nt-mini)")
+    embed.set_defaults(run=_embed_command)
+    _add_output_options(embed)
 
 
-def _progress(unit: str):
-    """A tqdm bar on stderr, or None without tqdm (an optional dependency)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-
-
-def _report_skipped(skipped: list[InvalidRecordError]) -> None:
-    if skipped:
-        print(f"skipped {len(skipped)} record(s) that cannot be tokenized:", file=sys.stderr)
-        for error in skipped:
-            print(f"  {error}", file=sys.stderr)
-
-
-def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
+def _add_output_options(embed: argparse.ArgumentParser) -> None:
     """`embed`'s options for writing embeddings to a file."""
-    from ._main import _int_in
 
     out = embed.add_argument_group("writing embeddings (-o)")
     out.add_argument(
@@ -63,60 +81,108 @@ def add_embed_output_options(embed: argparse.ArgumentParser) -> None:
         help="skip records that cannot be tokenized (listed at the end) instead of stopping",
     )
     out.add_argument(
-        "--batch-tokens", type=_int_in(1), default=8192, help="padded tokens per batch and device"
+        "--batch-tokens", type=int_in(1), default=8192, help="padded tokens per batch and device"
     )
     out.add_argument(
         "--window",
-        type=_int_in(2),
+        type=int_in(2),
         help="tokens per window for long sequences (default: 1000, or the model's positions)",
     )
-    out.add_argument("--overlap", type=_int_in(0), help="tokens shared by adjacent windows")
-    _devices_option(out)
+    out.add_argument("--overlap", type=int_in(0), help="tokens shared by adjacent windows")
+    add_devices_option(out)
 
 
-def _devices_option(parser) -> None:
-    from ._main import _int_in
+def _batches(sizes: np.ndarray, batch_size: int, bucket: int):
+    """Indices grouped by similar token count, each with its padded length (a multiple of
+    `bucket`, so that only a few shapes are compiled)."""
+    order = np.argsort(sizes, kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, int(-(-sizes[idx].max() // bucket) * bucket)
 
-    parser.add_argument(
-        "--devices",
-        type=_int_in(1),
-        help="split each batch over the first N local devices (default: all of them)",
+
+def _embed_command(args: argparse.Namespace) -> None:
+    if args.output:
+        return _embed_to_file(args)
+
+    model, tok, description = load_model(args)
+    records, ids = tokenize_and_summarise(args, tok)
+    sizes = (ids != tok.pad_id).sum(axis=1)
+    config = model.config
+    if config.positional_embedding == "learned" and sizes.max() > config.max_positions:
+        i = int(np.argmax(sizes))
+        raise ValueError(
+            f"{records[i].name} has {sizes[i]} tokens; this model (learned positions) takes at "
+            f"most {config.max_positions}"
+        )
+    print(f"\nModel: {description}.")
+    model = with_options(model, **run_options(args))
+
+    @eqx.filter_jit
+    def embed(model, tokens):
+        return jax.vmap(model)(tokens).embeddings
+
+    compiled, compile_s = {}, 0.0
+    batches = list(_batches(sizes, args.batch_size or 1, args.bucket))
+    for idx, length in batches:
+        shape = (len(idx), length)
+        if shape not in compiled:
+            start = time.perf_counter()
+            compiled[shape] = embed.lower(model, jnp.zeros(shape, jnp.int32)).compile()
+            compile_s += time.perf_counter() - start
+    embeddings: dict[int, np.ndarray] = {}
+    start = time.perf_counter()
+    padded = np.pad(
+        ids,
+        ((0, 0), (0, max(0, max(n for _, n in batches) - ids.shape[1]))),
+        constant_values=tok.pad_id,
+    )
+    for idx, length in batches:
+        out = np.asarray(compiled[(len(idx), length)](model, jnp.asarray(padded[idx, :length])))
+        for row, i in enumerate(idx):
+            embeddings[int(i)] = out[row, : sizes[i]]
+    run_s = time.perf_counter() - start
+    width = max(8, *(len(r.name) for r in records))
+    print(f"\n{'sequence':<{width}}  {'embeddings':>14}  {'mean-pooled norm':>16}")
+    for i, record in enumerate(records):
+        e = embeddings[i]
+        shape = f"[{e.shape[0]}, {e.shape[1]}]"
+        print(f"{record.name:<{width}}  {shape:>14}  {np.linalg.norm(e.mean(axis=0)):>16.3f}")
+    print(
+        f"\n{int(sizes.sum())} tokens in {run_s:.2f} s: {sizes.sum() / run_s:,.0f} tokens/s "
+        f"({args.dtype}, attention={args.attention}, {jax.default_backend()}); compile "
+        f"{compile_s:.1f} s for {len(compiled)} shape(s)"
     )
 
 
-def embed_to_file(args: argparse.Namespace) -> None:
+def _embed_to_file(args: argparse.Namespace) -> None:
     """`codonnt-eqx embed FASTA -o OUT`."""
-    import jax
-
-    from ..io import output_format, write_embeddings
-    from ._main import _embedding_model
 
     output_format(args.output)  # a bad name fails before the model loads
     if args.per_token and args.rc_average:
         raise ValueError("--rc-average averages pooled embeddings; it cannot go with --per-token")
-    model, tok, description = _embedding_model(args)
+    model, tok, description = load_model(args)
     print(f"Model: {description}.", file=sys.stderr)
     embedder = Embedder(
         model,
         tok,
         layers=args.layers,
         pooling="none" if args.per_token else args.pooling,
-        dtype=args.dtype,
         batch_tokens=args.batch_tokens,
         max_batch=args.batch_size,
         bucket=args.bucket,
         window=args.window,
         overlap=args.overlap,
         rc_average=args.rc_average,
-        attention=args.attention,
+        **run_options(args),
         devices=args.devices,
     )
     skipped: list[InvalidRecordError] = []
-    bar = _progress("seq")
+    bar = progress("seq")
 
     def results():
         for result in embedder(
-            _records(args), on_invalid=skipped.append if args.skip_invalid else None
+            records(args), on_invalid=skipped.append if args.skip_invalid else None
         ):
             if bar is not None:
                 bar.update(1)
@@ -144,119 +210,4 @@ def embed_to_file(args: argparse.Namespace) -> None:
         f"{runner.compile_seconds:.1f} s for {len(runner.shapes)} shape(s)",
         file=sys.stderr,
     )
-    _report_skipped(skipped)
-
-
-def add_score_parser(commands) -> None:
-    """The `score` command."""
-    from ._main import _int_in, _tokenizer_options
-
-    p = commands.add_parser(
-        "score",
-        help="zero-shot variant scores (--variants) or pseudo-log-likelihoods, as a TSV",
-        description="With --variants: the log-likelihood ratio alt vs ref of each variant "
-        "with the tokens it changes masked. Without: each sequence's pseudo-log-likelihood.",
-    )
-    _tokenizer_options(p)
-    p.add_argument("-o", "--output", required=True, help="TSV to write (atomically)")
-    p.add_argument(
-        "--variants", help="TSV of sequence_name, position (1-based), ref, alt (- for none)"
-    )
-    p.add_argument(
-        "--coding",
-        default="auto",
-        choices=["auto", "yes", "no"],
-        help="are the sequences in-frame CDSs (consequence column)? auto: start..stop, length 3n",
-    )
-    p.add_argument(
-        "--one-pass",
-        action="store_true",
-        help="without --variants: the one-pass unmasked approximation, not the masked PLL",
-    )
-    p.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="write unscorable variants (e.g. ref mismatches) with an error instead of stopping",
-    )
-    p.add_argument(
-        "--batch-tokens", type=_int_in(1), default=8192, help="padded tokens per batch and device"
-    )
-    p.add_argument("--bucket", type=_int_in(1), default=128)
-    p.add_argument("--window", type=_int_in(2), help="tokens per window (default: 1000)")
-    p.add_argument("--attention", default="auto", choices=IMPLEMENTATIONS)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    _devices_option(p)
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", help="folder of weights or a shipped model's name")
-    weights.add_argument("--random-init", action="store_true", help="a random codon_nt model")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed (--random-init)")
-    p.set_defaults(run=score_command)
-
-
-def score_command(args: argparse.Namespace) -> None:
-    """`codonnt-eqx score FASTA [--variants TSV] -o OUT.tsv`."""
-    from ..inference import Scorer
-    from ..io import read_variants, write_likelihoods, write_variant_scores
-    from ._main import _embedding_model
-
-    variants = read_variants(args.variants) if args.variants else None
-    model, tok, description = _embedding_model(args)
-    print(f"Model: {description}.", file=sys.stderr)
-    scorer = Scorer(
-        model,
-        tok,
-        dtype=args.dtype,
-        batch_tokens=args.batch_tokens,
-        bucket=args.bucket,
-        window=args.window,
-        attention=args.attention,
-        devices=args.devices,
-    )
-    start = time.perf_counter()
-    if variants is None:
-        rows, skipped = [], []
-        bar = _progress("seq")
-        for record in _records(args):
-            method = (
-                scorer.one_pass_log_likelihood if args.one_pass else scorer.pseudo_log_likelihood
-            )
-            try:
-                rows.append((record.name, len(record.sequence), method(record.sequence)))
-            except ValueError as e:  # a record the tokenizer rejects
-                if not args.skip_invalid:
-                    raise ValueError(f"record {record.name!r}: {e}") from e
-                skipped.append(f"{record.name}: {e}")
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        write_likelihoods(args.output, rows)
-        print(f"wrote {args.output}: {len(rows)} sequences", file=sys.stderr)
-        for line in skipped:
-            print(f"skipped {line}", file=sys.stderr)
-        return
-    coding = {"auto": None, "yes": True, "no": False}[args.coding]
-    scores = scorer.score_variants(list(_records(args)), variants, coding=coding)
-    failed = [s for s in scores if s.error is not None]
-    if failed and not args.skip_invalid:
-        shown = "; ".join(
-            f"{s.variant.sequence_name}:{s.variant.position} {s.error}" for s in failed[:5]
-        )
-        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        raise ValueError(
-            f"{len(failed)} of {len(scores)} variants cannot be scored: {shown}{more}; "
-            "--skip-invalid writes them with the reason in the error column"
-        )
-    write_variant_scores(args.output, scores)
-    wall = time.perf_counter() - start
-    scored = len(scores) - len(failed)
-    print(
-        f"wrote {args.output}: {scored} variants scored, {len(failed)} not, in {wall:.1f} s "
-        f"({scored / max(wall - scorer.runner.compile_seconds, 1e-9):,.1f} variants/s without "
-        f"compilation; compile {scorer.runner.compile_seconds:.1f} s)",
-        file=sys.stderr,
-    )
-    for s in failed:
-        print(
-            f"not scored: {s.variant.sequence_name}:{s.variant.position} {s.error}", file=sys.stderr
-        )
+    report_skipped(skipped)

@@ -7,10 +7,22 @@ import dataclasses
 import json
 import pathlib
 
+from ..experiments import (
+    ALL_ARMS,
+    DEFAULT_ARMS,
+    ComparisonConfig,
+    compare_tokenizations,
+    comparison_corpus,
+    default_arms,
+    plot_results,
+    results_table,
+)
+from ..finetune import TASK_KINDS, load_task
+from ._options import float_above, int_in
 
-def add_experiment_parser(commands, int_in, float_above) -> None:
+
+def add_experiment_parser(commands) -> None:
     """Add `experiment tokenizations` to the CLI's subcommands."""
-    from ..experiments import ALL_ARMS, DEFAULT_ARMS, ComparisonConfig
 
     defaults = ComparisonConfig()
     experiment = commands.add_parser("experiment", help="run an experiment (tokenizations)")
@@ -49,7 +61,6 @@ def add_experiment_parser(commands, int_in, float_above) -> None:
 
 
 def _tasks(specs: list[str]) -> dict:
-    from ..finetune import TASK_KINDS, load_task
 
     tasks = {}
     for spec in specs:
@@ -64,14 +75,6 @@ def _tasks(specs: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from ..experiments import (
-        ComparisonConfig,
-        _corpus,
-        compare_tokenizations,
-        default_arms,
-        plot_results,
-        results_table,
-    )
 
     config = ComparisonConfig(
         size=args.size,
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace) -> None:
     bpe_training = []
     if "bpe" in args.arms:  # merges learned from the training parts only
         # the held-out split every arm uses (alignment 1: the BPE arm's)
-        bpe_training = list(_corpus(args.fasta, 1, config).training_sequences())
+        bpe_training = list(comparison_corpus(args.fasta, 1, config).training_sequences())
     arms = default_arms(args.arms, bpe_training=bpe_training, bpe_vocab_size=args.bpe_vocab_size)
     out = pathlib.Path(args.out)
     rows = compare_tokenizations(arms, args.fasta, out, config, tasks=tasks)

@@ -6,15 +6,17 @@ import argparse
 import json
 import os
 
-from ..finetune import LORA_TARGETS, MODES, TASK_KINDS
-from ._main import _float_above, _int_in
-
-
-def _fraction(text: str) -> float:
-    value = _float_above(0.0)(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
+from ..checkpoints import DEFAULT_MODEL, SHIPPED_MODELS, from_pretrained
+from ..finetune import (
+    LORA_TARGETS,
+    MODES,
+    TASK_KINDS,
+    FinetuneConfig,
+    finetune,
+    load_finetuned,
+    load_task,
+)
+from ._options import add_run_options, float_above, int_in, run_options
 
 
 def add_finetune_parser(commands) -> None:
@@ -38,7 +40,6 @@ def add_finetune_parser(commands) -> None:
 
 
 def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
-    from ..checkpoints import DEFAULT_MODEL
 
     p.add_argument(
         "tasks",
@@ -59,25 +60,24 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
         p.set_defaults(mode="probe")
     head = p.add_argument_group("head")
     head.add_argument("--head", default="linear", choices=["linear", "mlp"])
-    head.add_argument("--hidden", type=_int_in(1), default=256, help="MLP hidden width")
+    head.add_argument("--hidden", type=int_in(1), default=256, help="MLP hidden width")
     head.add_argument(
         "--layer", type=int, default=-1, help="representations of this layer (-1: final)"
     )
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=_int_in(1), default=20)
-    fit.add_argument("--patience", type=_int_in(1), default=4, help="early-stopping epochs")
-    fit.add_argument("--batch-size", type=_int_in(1), default=8, help="sequences per step")
-    fit.add_argument("--probe-batch-size", type=_int_in(1), default=256)
-    fit.add_argument("--lr", type=_float_above(0.0), help="learning rate (default per mode)")
+    fit.add_argument("--epochs", type=int_in(1), default=20)
+    fit.add_argument("--patience", type=int_in(1), default=4, help="early-stopping epochs")
+    fit.add_argument("--batch-size", type=int_in(1), default=8, help="sequences per step")
+    fit.add_argument("--probe-batch-size", type=int_in(1), default=256)
+    fit.add_argument("--lr", type=float_above(0.0), help="learning rate (default per mode)")
     fit.add_argument("--weight-decay", type=float, default=0.0)
-    fit.add_argument("--lora-rank", type=_int_in(1), default=8)
-    fit.add_argument("--lora-alpha", type=_float_above(0.0), default=16.0)
+    fit.add_argument("--lora-rank", type=int_in(1), default=8)
+    fit.add_argument("--lora-alpha", type=float_above(0.0), default=16.0)
     fit.add_argument("--lora-targets", nargs="+", default=["query", "value"], choices=LORA_TARGETS)
-    fit.add_argument("--max-codons", type=_int_in(1), help="cut longer sequences")
-    fit.add_argument("--bucket", type=_int_in(1), default=32, help="pad to multiples of this")
+    fit.add_argument("--max-codons", type=int_in(1), help="cut longer sequences")
+    fit.add_argument("--bucket", type=int_in(1), default=32, help="pad to multiples of this")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    fit.add_argument("--attention", default="auto")
+    add_run_options(fit, remat=True)
     fit.add_argument("--cache", help="folder caching the probe's representations")
     fit.add_argument(
         "--init-head",
@@ -92,7 +92,7 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
     data.add_argument("--split-column")
     data.add_argument(
         "--validation-fraction",
-        type=_fraction,
+        type=float_above(0.0, 1.0),
         default=0.1,
         help="share of train held out when there is no validation split",
     )
@@ -100,8 +100,6 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from ..checkpoints import SHIPPED_MODELS, from_pretrained
-    from ..finetune import FinetuneConfig, finetune, load_task
 
     task = load_task(
         args.tasks,
@@ -129,14 +127,11 @@ def _run(args: argparse.Namespace) -> None:
         max_codons=args.max_codons,
         bucket=args.bucket,
         seed=args.seed,
-        dtype=args.dtype,
-        attention=args.attention,
+        **run_options(args),
     )
     model, tok = from_pretrained(args.checkpoint)
     head = None
     if args.init_head:
-        from ..finetune import load_finetuned
-
         head = load_finetuned(args.init_head, model, tok)[0].head.head
     shipped = args.checkpoint in SHIPPED_MODELS and not os.path.exists(args.checkpoint)
     print(

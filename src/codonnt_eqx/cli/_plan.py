@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -11,22 +10,9 @@ import sys
 from ..accelerators import TARGETS, WORKLOADS, MemoryPlan, largest_batch, plan_memory, target
 from ..io import atomic_output
 from ..model import model_sizes
+from ._options import float_above, int_in
 
 _GIB = 1 << 30
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
 
 
 def add_plan_parser(commands) -> None:
@@ -41,15 +27,15 @@ def add_plan_parser(commands) -> None:
     p.add_argument("--size", default="codon_nt", choices=sorted(model_sizes()))
     p.add_argument("--target", default="h100", choices=sorted(TARGETS), nargs="+")
     p.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS))
-    p.add_argument("--length", type=_positive, default=1000, help="tokens per sequence")
+    p.add_argument("--length", type=int_in(1), default=1000, help="tokens per sequence")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     p.add_argument("--remat", choices=["off", "on", "both"], default="off", help="pretraining only")
-    p.add_argument("--fsdp", type=_positive, default=1, help="devices sharding parameters")
-    p.add_argument("--batch", type=_positive, help="plan this batch per device (no search)")
-    p.add_argument("--limit", type=_positive, default=4096, help="largest batch searched")
+    p.add_argument("--fsdp", type=int_in(1), default=1, help="devices sharding parameters")
+    p.add_argument("--batch", type=int_in(1), help="plan this batch per device (no search)")
+    p.add_argument("--limit", type=int_in(1), default=4096, help="largest batch searched")
     p.add_argument(
         "--memory-fraction",
-        type=_fraction,
+        type=float_above(0.0, 1.0, high_inclusive=True),
         help="share of device memory usable (default: 0.75 on GPUs, JAX's preallocation; "
         "1.0 on TPUs)",
     )

@@ -8,4 +8,5 @@ from ._report import results_table as results_table
 from ._tokenizations import Arm as Arm
 from ._tokenizations import ComparisonConfig as ComparisonConfig
 from ._tokenizations import compare_tokenizations as compare_tokenizations
+from ._tokenizations import comparison_corpus as comparison_corpus
 from ._tokenizations import window_tokens as window_tokens

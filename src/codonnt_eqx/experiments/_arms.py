@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..tokenizers import CodonTokenizer, KmerTokenizer, NucleotideTokenizer
+from ..tokenizers import (
+    BPETokenizer,
+    CodonTokenizer,
+    KmerTokenizer,
+    NucleotideTokenizer,
+    OverlappingKmerTokenizer,
+)
 from ._tokenizations import Arm
 
 DEFAULT_ARMS = ("k1", "k3", "k6", "codon", "bpe")
@@ -34,12 +40,8 @@ def default_arms(
         elif name == "codon":
             arms.append(Arm(name, CodonTokenizer(0), alignment=3))
         elif name == "overlap3":
-            from ..tokenizers import OverlappingKmerTokenizer
-
             arms.append(Arm(name, OverlappingKmerTokenizer(3)))
         else:
-            from ..tokenizers import BPETokenizer
-
             if not bpe_training:
                 raise ValueError("the bpe arm needs sequences to learn its merges from")
             arms.append(Arm(name, BPETokenizer.train(bpe_training, vocab_size=bpe_vocab_size)))

@@ -51,10 +51,10 @@ def results_table(rows: list[dict]) -> str:
 def plot_results(rows: list[dict], path: str | pathlib.Path) -> None:
     """Two panels: held-out bits/nt against nucleotides seen per arm; each task's test metric
     per arm. Needs matplotlib (`pip install 'codonnt-eqx[plot]'`)."""
-    import matplotlib
+    import matplotlib  # optional (the plot extra), and slow to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     tasks = sorted({t for row in rows for t in row["tasks"]})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[1.2, 1])

@@ -12,10 +12,17 @@ import pathlib
 import time
 from collections.abc import Callable, Sequence
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
-from ..model import ModelConfig, model_config_for
+from ..finetune import PRIMARY_METRIC, FinetuneConfig, TaskError, finetune
+from ..inference import pseudo_log_likelihood
+from ..model import ModelConfig, NucleotideTransformer, model_config_for
 from ..tokenizers import Tokenizer
+from ..training import GenomeCorpus, MaskedLM, PretrainConfig, pretrain, read_metrics
 
 LN2 = math.log(2)
 # The fields of a results.json row; a file of another format is not resumed from.
@@ -101,7 +108,6 @@ def window_tokens(tokenizer: Tokenizer, nucleotides: int) -> int:
 
 
 def _pretrain_config(arm: Arm, config: ComparisonConfig):
-    from ..training import PretrainConfig
 
     tokens = window_tokens(arm.tokenizer, config.window_nucleotides)
     return PretrainConfig(
@@ -122,9 +128,11 @@ def _pretrain_config(arm: Arm, config: ComparisonConfig):
     )
 
 
-def _corpus(fasta: Sequence[str | os.PathLike], alignment: int, config: ComparisonConfig):
-    from ..training import GenomeCorpus
-
+def comparison_corpus(
+    fasta: Sequence[str | os.PathLike], alignment: int, config: ComparisonConfig
+) -> GenomeCorpus:
+    """The coding sequences of `fasta` as the comparison reads them: windows aligned to
+    `alignment` bases (the reading frame for codon arms), coding strand only."""
     return GenomeCorpus.from_fasta(
         list(fasta),
         validation_fraction=config.validation_fraction,
@@ -164,12 +172,6 @@ def masked_bits_per_nucleotide(
     Both are `-log2 p` per hidden base; the second scores bases one at a time (marginals),
     which can only cost it bits against a joint score.
     """
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jr
-
-    from ..training import MaskedLM
 
     objective = MaskedLM.for_tokenizer(tokenizer, rate=rate, mask_prob=1.0, random_prob=0.0)
     tokens = jnp.asarray(tokenizer.batch_encode(windows))
@@ -222,7 +224,6 @@ def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) 
     """Pseudo-log-likelihood in bits per nucleotide over `pll_windows` held-out windows (each
     token masked in turn). Not defined for tokens that overlap (`mask_span > 1`): a token
     masked alone is readable from its neighbours."""
-    from ..inference import pseudo_log_likelihood
 
     if arm.tokenizer.mask_span != 1 or config.pll_windows == 0:
         return float("nan")
@@ -237,9 +238,6 @@ def _pll_bits_per_nucleotide(model, arm: Arm, corpus, config: ComparisonConfig) 
 def _probe(model, arm: Arm, tasks: dict, out: pathlib.Path, config: ComparisonConfig, log):
     """Frozen linear probe per task: `{task: primary test metric or None}` (None where the
     task needs what the tokenizer does not give, e.g. one token per codon)."""
-    import jax
-
-    from ..finetune import PRIMARY_METRIC, FinetuneConfig, TaskError, finetune
 
     results = {}
     for name, task in tasks.items():
@@ -299,12 +297,6 @@ def compare_tokenizations(
     window, nucleotides seen, wall time, held-out bits/nt (masked; pseudo-log-likelihood),
     accuracy, the validation curve, and each task's test metric (and at initialisation).
     """
-    import equinox as eqx
-    import jax
-    import jax.random as jr
-
-    from ..model import NucleotideTransformer
-    from ..training import pretrain, read_metrics
 
     config = ComparisonConfig() if config is None else config
     out = pathlib.Path(out)
@@ -326,7 +318,7 @@ def compare_tokenizations(
         model_config = model_config_for(arm.tokenizer, config.size)
         recipe = _pretrain_config(arm, config)
         if arm.alignment not in corpora:  # read the files once per alignment, not per arm
-            corpora[arm.alignment] = _corpus(fasta, arm.alignment, config)
+            corpora[arm.alignment] = comparison_corpus(fasta, arm.alignment, config)
         corpus = corpora[arm.alignment]
         started = time.perf_counter()
         run = pretrain(

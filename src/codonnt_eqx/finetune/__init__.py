@@ -1,8 +1,6 @@
 """Downstream tasks from coding sequences: task files, heads, a frozen probe, IA³, LoRA and
 full fine-tuning, metrics, and saved adapters."""
 
-from ._adapters import MODES as MODES
-from ._adapters import trainable_filter as trainable_filter
 from ._config import FinetuneConfig as FinetuneConfig
 from ._heads import Head as Head
 from ._heads import SequenceHead as SequenceHead
@@ -34,3 +32,5 @@ from ._tasks import TaskSplit as TaskSplit
 from ._tasks import load_task as load_task
 from ._train import FinetuneResult as FinetuneResult
 from ._train import finetune as finetune
+from ._trainable import MODES as MODES
+from ._trainable import trainable_filter as trainable_filter

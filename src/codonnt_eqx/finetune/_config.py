@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ._adapters import MODES, Mode
 from ._lora import LORA_TARGETS
+from ._trainable import MODES, Mode
 
 # Adam learning rates that worked on the offline tasks; the head trains with the adapters.
 DEFAULT_LEARNING_RATES = {"probe": 1e-3, "ia3": 3e-3, "lora": 1e-3, "full": 1e-4}

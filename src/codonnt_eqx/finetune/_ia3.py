@@ -8,9 +8,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..model import Linear, NucleotideTransformer
+from ._adapter import Adapter, check_no_adapters
 
 
-class IA3Linear(eqx.Module):
+class IA3Linear(Adapter):
     """A frozen `Linear` whose output (`on_input=False`) or input (`on_input=True`) is
     multiplied by a learned vector; with a vector of ones it is the base layer exactly.
 
@@ -21,12 +22,13 @@ class IA3Linear(eqx.Module):
     scale: Float[Array, "*layers features"]
     on_input: bool = eqx.field(static=True)
 
-    def __call__(
-        self, x: Float[Array, "length in"], dtype=jnp.float32
-    ) -> Float[Array, "length out"]:
+    def trainable(self) -> tuple[str, ...]:
+        return ("scale",)
+
+    def __call__(self, x: Float[Array, "length in"]) -> Float[Array, "length out"]:
         if self.on_input:
-            return self.base(x * self.scale.astype(x.dtype), dtype)
-        return self.base(x, dtype) * self.scale.astype(dtype)
+            return self.base(x * self.scale.astype(x.dtype))
+        return self.base(x) * self.scale.astype(self.base.options.compute_dtype)
 
 
 def add_ia3(model: NucleotideTransformer) -> NucleotideTransformer:
@@ -46,7 +48,6 @@ def add_ia3(model: NucleotideTransformer) -> NucleotideTransformer:
     trainable, frozen = eqx.partition(adapted, trainable_filter(adapted, "ia3"))
     ```
     """
-    from ._adapters import check_no_adapters
 
     check_no_adapters(model)
     attention, ffn = model.blocks.attention, model.blocks.ffn

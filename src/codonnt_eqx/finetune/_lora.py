@@ -12,6 +12,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..model import Linear, NucleotideTransformer
+from ._adapter import Adapter, check_no_adapters
 
 # Where LoRA may go, as paths inside a block.
 LORA_TARGETS: dict[str, tuple[str, str]] = {
@@ -24,7 +25,7 @@ LORA_TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
-class LoRALinear(eqx.Module):
+class LoRALinear(Adapter):
     """A frozen `Linear` plus `scaling * x A^T B^T`; with B = 0 it is the base layer exactly.
 
     Inside a model A and B carry the blocks' stacked layer axis, like the base weights.
@@ -35,11 +36,13 @@ class LoRALinear(eqx.Module):
     b: Float[Array, "*layers out rank"]
     scaling: float = eqx.field(static=True)
 
-    def __call__(
-        self, x: Float[Array, "length in"], dtype=jnp.float32
-    ) -> Float[Array, "length out"]:
+    def trainable(self) -> tuple[str, ...]:
+        return ("a", "b")
+
+    def __call__(self, x: Float[Array, "length in"]) -> Float[Array, "length out"]:
+        dtype = self.base.options.compute_dtype  # the run options of the layer it adapts
         low = jnp.dot(x.astype(dtype), self.a.T.astype(dtype))
-        return self.base(x, dtype) + jnp.dot(low, self.b.T.astype(dtype)) * self.scaling
+        return self.base(x) + jnp.dot(low, self.b.T.astype(dtype)) * self.scaling
 
 
 def add_lora(
@@ -63,7 +66,6 @@ def add_lora(
 
     **Returns:** the model with `LoRALinear` layers in place of the targets.
     """
-    from ._adapters import check_no_adapters
 
     check_no_adapters(model)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:

@@ -12,14 +12,17 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
+from ..checkpoints import from_pretrained, save_pretrained
 from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
-from ._adapters import trainable_filter
 from ._heads import Head, SequenceHead, TokenHead
 from ._ia3 import add_ia3
 from ._lora import add_lora
 from ._predictor import Finetuned
+from ._trainable import trainable_filter
 
 ADAPTER_FILE = "adapter.safetensors"
 _METADATA_KEY = "codonnt_eqx.finetune"
@@ -47,9 +50,6 @@ def save_finetuned(
     `info` must hold `mode`, `head` (`kind`, `in_features`, `out_features`, `hidden`), `layer`
     and, for LoRA, `lora` (`rank`, `alpha`, `targets`); `finetune` writes it.
     """
-    from safetensors.numpy import save_file
-
-    from ..checkpoints import save_pretrained
 
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,9 +96,6 @@ def load_finetuned(
     **Returns:** `(finetuned, info)`. Every saved array must match the rebuilt structure by
     name, shape and dtype, or `ValueError` says which does not.
     """
-    from safetensors import safe_open
-
-    from ..checkpoints import from_pretrained
 
     folder = pathlib.Path(folder)
     with safe_open(str(folder / ADAPTER_FILE), framework="numpy") as f:

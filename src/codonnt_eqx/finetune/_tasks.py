@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..io import read_fasta
 from ..tokenizers import STOP_CODONS
 
 TaskKind = Literal["regression", "classification", "per-residue"]
@@ -213,7 +214,7 @@ def _columns_of(path: pathlib.Path) -> dict[str, list[str]]:
     """The table's columns as lists of strings."""
     if path.name.lower().endswith(".parquet"):
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # optional (finetune extra): parquet tables only
         except ImportError:
             raise TaskError(
                 f"{path}: reading parquet needs pyarrow (pip install 'codonnt-eqx[finetune]')"
@@ -287,7 +288,6 @@ def _read_table(path, splits: dict[str, _Rows], split: str | None, columns) -> N
 
 
 def _read_fasta_labels(path: pathlib.Path, rows: _Rows) -> None:
-    from ..io import read_fasta
 
     for i, record in enumerate(read_fasta(path)):
         # read_fasta splits the header at the first space into name and description.

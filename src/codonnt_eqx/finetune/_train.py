@@ -22,7 +22,6 @@ import optax
 
 from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
-from ._adapters import trainable_filter
 from ._config import FinetuneConfig
 from ._data import Encoded, batches, encode_split
 from ._heads import Head, SequenceHead, TokenHead, mean_pool
@@ -33,6 +32,7 @@ from ._predictor import Finetuned, keep_mask, representation
 from ._saving import save_finetuned
 from ._step import feature_forward, make_step, sequence_forward
 from ._tasks import SPLITS, Task
+from ._trainable import trainable_filter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,7 +394,7 @@ def _fit(
     per_epoch = math.ceil(n_train / (config.probe_batch_size if probe else config.batch_size))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # optional (finetune extra): only for the bar
 
         bar = tqdm(total=config.epochs * per_epoch, unit="step", dynamic_ncols=True)
     best = {"score": -math.inf, "epoch": 0, "params": None, "validation": None}

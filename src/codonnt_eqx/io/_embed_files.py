@@ -124,8 +124,9 @@ def _write_npz(tmp: pathlib.Path, results, layers, per_token) -> int:
 
 
 def _write_parquet(tmp: pathlib.Path, results, layers, per_token) -> int:
+    # optional (the embed extra): only .parquet outputs need it
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # (the same extra)
 
     writer, batch, count = None, [], 0
 
@@ -159,7 +160,7 @@ def _empty_fields(pa):
 
 
 def _arrow_table(batch: list[SequenceEmbedding], layers, per_token):
-    import pyarrow as pa
+    import pyarrow as pa  # optional (the embed extra)
 
     columns = {
         "name": pa.array([r.name for r in batch], pa.string()),

@@ -109,7 +109,7 @@ class TrainingCheckpoints:
 
 def _orbax():
     try:
-        import orbax.checkpoint as ocp
+        import orbax.checkpoint as ocp  # optional (the train extra), slow to import
     except ImportError:
         raise ImportError(
             'training checkpoints need orbax-checkpoint: pip install "codonnt-eqx[train]"'

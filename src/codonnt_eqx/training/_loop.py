@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from jax.experimental import multihost_utils
 
+from ..checkpoints import save_pretrained
 from ..model import ModelConfig, NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._checkpoint import TrainingCheckpoints
@@ -78,7 +80,7 @@ class _MetricsLog:
 def _progress(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # optional (the train extra): only for the bar
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
@@ -113,7 +115,6 @@ def pretrain(
     non-finite loss stops it with `TrainingError` naming the step, keeping the last good
     checkpoint. Works with one or many devices and processes (`jax.distributed`).
     """
-    from ..checkpoints import save_pretrained
 
     config = PretrainConfig() if config is None else config
     out = pathlib.Path(out)
@@ -340,7 +341,6 @@ def _gather(model):
     """The model with every array whole on this host (across processes too)."""
     if jax.process_count() == 1:
         return jax.device_get(model)
-    from jax.experimental import multihost_utils
 
     params, static = eqx.partition(model, eqx.is_array)
     return eqx.combine(multihost_utils.process_allgather(params, tiled=True), static)

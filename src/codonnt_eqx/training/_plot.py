@@ -36,10 +36,10 @@ def plot_metrics(path: str | os.PathLike, output: str | os.PathLike | None = Non
     **Returns:** the PNG's path. Needs matplotlib (`pip install "codonnt-eqx[plot]"`).
     """
     try:
-        import matplotlib
+        import matplotlib  # optional (the plot extra), and slow to import
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # after use("Agg"): no display needed
     except ImportError:
         raise ImportError('plotting needs matplotlib: pip install "codonnt-eqx[plot]"') from None
     records = read_metrics(path)

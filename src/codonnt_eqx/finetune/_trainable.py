@@ -7,25 +7,20 @@ from typing import Literal
 import equinox as eqx
 import jax
 
-from ._ia3 import IA3Linear
-from ._lora import LoRALinear
+from ._adapter import Adapter
 
 Mode = Literal["probe", "ia3", "lora", "full"]
 MODES: tuple[str, ...] = ("probe", "ia3", "lora", "full")
-ADAPTERS = (IA3Linear, LoRALinear)
 
 
 def _is_adapter(node) -> bool:
-    return isinstance(node, ADAPTERS)
+    return isinstance(node, Adapter)
 
 
-def _adapter_spec(node):
+def _adapter_spec(node: Adapter):
     spec = jax.tree.map(lambda _: False, node)
-    if isinstance(node, IA3Linear):
-        return eqx.tree_at(lambda s: s.scale, spec, True)
-    if isinstance(node, LoRALinear):
-        return eqx.tree_at(lambda s: (s.a, s.b), spec, (True, True))
-    return False
+    names = node.trainable()
+    return eqx.tree_at(lambda s: tuple(getattr(s, n) for n in names), spec, (True,) * len(names))
 
 
 def trainable_filter(tree, mode: Mode):
@@ -49,12 +44,3 @@ def trainable_filter(tree, mode: Mode):
         tree,
         is_leaf=_is_adapter,
     )
-
-
-def has_adapters(tree) -> bool:
-    return any(_is_adapter(x) for x in jax.tree.leaves(tree, is_leaf=_is_adapter))
-
-
-def check_no_adapters(model) -> None:
-    if has_adapters(model):
-        raise ValueError("the model already has adapters; add IA3 or LoRA to a base model once")

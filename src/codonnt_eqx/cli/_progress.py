@@ -1,0 +1,29 @@
+"""Reading records and showing progress, for the subcommands that stream FASTA files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..inference import InvalidRecordError
+from ..io import iter_fasta
+
+
+def records(args: argparse.Namespace):
+    return iter_fasta(sys.stdin.buffer if args.fasta == "-" else args.fasta)
+
+
+def progress(unit: str):
+    """A tqdm bar on stderr, or None without tqdm (an optional dependency)."""
+    try:
+        from tqdm import tqdm  # optional (embed/finetune extras): no bar without it
+    except ImportError:
+        return None
+    return tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+def report_skipped(skipped: list[InvalidRecordError]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} record(s) that cannot be tokenized:", file=sys.stderr)
+        for error in skipped:
+            print(f"  {error}", file=sys.stderr)

@@ -18,7 +18,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..finetune import Finetuned, Head, SequenceHead, make_step, sequence_forward
-from ..model import ModelConfig, NucleotideTransformer
+from ..model import ModelConfig, NucleotideTransformer, with_options
 from ..parallel import is_dynamic
 from ..training import (
     MaskedLM,
@@ -136,7 +136,7 @@ def compile_workload(
 
 def _traced_on(mesh, workload, config, batch, length, dtype, remat):
     rows = batch * mesh.size
-    model = _abstract_model(config)
+    model = with_options(_abstract_model(config), dtype=dtype, remat=remat)
     if workload == "finetune":
         model = Finetuned(
             model,
@@ -152,14 +152,14 @@ def _traced_on(mesh, workload, config, batch, length, dtype, remat):
     if workload == "inference":
 
         def forward(model, tokens):
-            return jax.vmap(lambda t: model(t, dtype=dtype).embeddings)(tokens)
+            return jax.vmap(model)(tokens).embeddings
 
         tokens = jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=tokens_sharding)
         traced = jax.jit(forward).trace(model, tokens)
         return traced, _shard_bytes(model), 0
     if workload == "pretrain":
         optimizer = codon_nt_optimizer()
-        step = make_train_step(optimizer, _objective(config), dtype=dtype, remat=remat)
+        step = make_train_step(optimizer, _objective(config))
         opt_state = eqx.filter_eval_shape(optimizer.init, eqx.filter(model, is_dynamic))
         opt_state = abstract(opt_state, shardings=state_shardings(opt_state, mesh))
         tokens = jax.ShapeDtypeStruct((1, rows, length), jnp.int32, sharding=batch_sharding(mesh))
@@ -169,7 +169,7 @@ def _traced_on(mesh, workload, config, batch, length, dtype, remat):
         return traced, _shard_bytes(model), _shard_bytes(opt_state)
     # Full fine-tuning (the most memory of the modes): everything trains, Adam moments for all.
     optimizer = optax.adamw(1e-4)
-    step = make_step(sequence_forward("auto", dtype), "regression", optimizer)
+    step = make_step(sequence_forward(), "regression", optimizer)
     trainable, frozen = eqx.partition(model, is_dynamic)
     opt_state = eqx.filter_eval_shape(optimizer.init, trainable)
     opt_state = abstract(opt_state, shardings=state_shardings(opt_state, mesh))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ..kernels import Implementation
+from ..model import RunOptions
 from ._lora import LORA_TARGETS
 from ._trainable import MODES, Mode
 
@@ -31,7 +33,9 @@ class FinetuneConfig:
     - `lora_rank`, `lora_alpha`, `lora_targets`: LoRA's r, alpha and projections.
     - `max_codons`: cut longer sequences (and their residue labels) to this many codons.
     - `bucket`: pad batches to a multiple of this many tokens (fewer compiled shapes).
-    - `seed`, `dtype` (`"float32"` / `"bfloat16"` compute), `attention` (implementation).
+    - `seed`.
+    - `attention`, `dtype`, `remat`: the model's run options (`RunOptions`, validated the
+      same way in every entry point).
     """
 
     mode: Mode = "probe"
@@ -50,7 +54,8 @@ class FinetuneConfig:
     bucket: int = 32
     seed: int = 0
     dtype: str = "float32"
-    attention: str = "auto"
+    attention: Implementation = "auto"
+    remat: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -76,8 +81,12 @@ class FinetuneConfig:
         unknown = [t for t in self.lora_targets if t not in LORA_TARGETS]
         if unknown or not self.lora_targets:
             raise ValueError(f"lora_targets must be some of {list(LORA_TARGETS)}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        object.__setattr__(self, "dtype", self.run_options.dtype)  # jnp.bfloat16 -> its name
+
+    @property
+    def run_options(self) -> RunOptions:
+        """`attention`, `dtype`, `remat` as the model's `RunOptions` (validated)."""
+        return RunOptions(attention=self.attention, dtype=self.dtype, remat=self.remat)
 
     @property
     def lr(self) -> float:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from ..kernels import Implementation
-from ..model import NucleotideTransformer
+from ..model import NucleotideTransformer, with_legacy_options
 from ._heads import SequenceHead, TokenHead
 
 
@@ -16,18 +16,20 @@ def representation(
     tokens: Int[Array, " length"],
     layer: int,
     *,
-    attention: Implementation = "auto",
-    dtype=jnp.float32,
+    attention: Implementation | None = None,
+    dtype=None,
 ) -> Float[Array, "length embed"]:
     """One sequence's representations after `layer`: 0 is the input embedding, n the output
-    of block n, and `num_layers` (or -1) the final embeddings after the last LayerNorm."""
+    of block n, and `num_layers` (or -1) the final embeddings after the last LayerNorm.
+    Computed with the model's run options (`attention`, `dtype` here are deprecated)."""
+    model = with_legacy_options(model, "representation", attention=attention, dtype=dtype)
     layers = model.config.num_layers
     index = layer + layers + 1 if layer < 0 else layer
     if not 0 <= index <= layers:
         raise ValueError(f"layer {layer} is outside 0..{layers} (or -{layers + 1}..-1)")
     if index == layers:
-        return model(tokens, attention=attention, dtype=dtype).embeddings
-    return model(tokens, attention=attention, dtype=dtype, hidden_states=True).hidden_states[index]
+        return model(tokens).embeddings
+    return model(tokens, hidden_states=True).hidden_states[index]
 
 
 def keep_mask(
@@ -54,8 +56,11 @@ class Finetuned(eqx.Module):
         self,
         tokens: Int[Array, " length"],
         *,
-        attention: Implementation = "auto",
-        dtype=jnp.float32,
+        attention: Implementation | None = None,
+        dtype=None,
     ) -> Float[Array, "*length out"]:
-        reps = representation(self.model, tokens, self.layer, attention=attention, dtype=dtype)
+        """The head's output for one sequence, with the model's run options (`attention`,
+        `dtype` here are deprecated: `with_options(finetuned, ...)`)."""
+        model = with_legacy_options(self.model, "Finetuned", attention=attention, dtype=dtype)
+        reps = representation(model, tokens, self.layer)
         return self.head(reps, keep_mask(tokens, self.special_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -10,6 +11,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
+from ..kernels import Implementation
+from ..model import RunOptions, with_options
 from ..parallel import LowerableJit, is_dynamic
 
 
@@ -62,11 +65,24 @@ def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformat
     return step
 
 
-def sequence_forward(attention: str, dtype) -> Callable:
-    """forward(finetuned, tokens [B, L]) -> outputs, for fine-tuning through the model."""
+def sequence_forward(attention: Implementation | None = None, dtype=None) -> Callable:
+    """forward(finetuned, tokens [B, L]) -> outputs, for fine-tuning through the model, with
+    its run options (`attention`, `dtype` here are deprecated: `with_options(finetuned, ...)`).
+    """
+    legacy = {k: v for k, v in {"attention": attention, "dtype": dtype}.items() if v is not None}
+    if legacy:
+        RunOptions(**legacy)  # a bad value fails here, not inside the first step
+        warnings.warn(
+            "passing attention/dtype to sequence_forward is deprecated; set run options once "
+            "with codonnt_eqx.with_options(finetuned, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
     def forward(finetuned, tokens: Int[Array, "batch length"]):
-        return jax.vmap(lambda t: finetuned(t, attention=attention, dtype=dtype))(tokens)
+        if legacy:
+            finetuned = with_options(finetuned, **legacy)
+        return jax.vmap(finetuned)(tokens)
 
     return forward
 

@@ -20,7 +20,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from ..model import NucleotideTransformer
+from ..model import NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
 from ._config import FinetuneConfig
 from ._data import Encoded, batches, encode_split
@@ -139,6 +139,8 @@ def finetune(
             f"{task.num_outputs} (hidden {config.hidden})"
         )
     wrapped = TokenHead(head) if kind == "per-residue" else SequenceHead(head)
+    # The config's run options while fitting; the result has the defaults (see the end).
+    model = with_options(model, **dataclasses.asdict(config.run_options))
     base = model
     if config.mode == "ia3":
         model = add_ia3(model)
@@ -151,7 +153,6 @@ def finetune(
             key=k_lora,
         )
     finetuned = Finetuned(model, wrapped, config.layer, special)
-    dtype = jnp.dtype(config.dtype)
     optimizer = optax.adamw(config.lr, weight_decay=config.weight_decay)
     metrics_log = _MetricsLog(out / "metrics.jsonl" if out is not None else None)
     log(
@@ -191,7 +192,7 @@ def finetune(
             special,
         )
     else:
-        forward = sequence_forward(config.attention, dtype)
+        forward = sequence_forward()
         finetuned, best = _fit(
             forward,
             finetuned,
@@ -252,6 +253,7 @@ def finetune(
         save_finetuned(out, finetuned, tokenizer, info)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     metrics_log({"split": "test", "epoch": best["epoch"], **best["test"]})
+    finetuned = with_options(finetuned, **dataclasses.asdict(RunOptions()))
     return FinetuneResult(finetuned, best["validation"], best["test"], results)
 
 
@@ -274,12 +276,11 @@ def _probe_features(model, data: Encoded, kind, config, special, cache, pad_id):
         if path.exists():
             with np.load(path) as saved:
                 cached = saved["features"]
-    dtype = jnp.dtype(config.dtype)
 
     @eqx.filter_jit
     def embed(model, tokens):
         def one(t):
-            reps = representation(model, t, config.layer, attention=config.attention, dtype=dtype)
+            reps = representation(model, t, config.layer)
             return reps if kind == "per-residue" else mean_pool(reps, keep_mask(t, special))
 
         return jax.vmap(one)(tokens)

@@ -9,6 +9,7 @@ hands them to `RunOptions`, so one value is accepted or refused the same way eve
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, TypeVar
 
 import equinox as eqx
@@ -135,3 +136,18 @@ def with_options(
     if current is None:
         raise ValueError("found no module with run options in the tree (not a model?)")
     return _set_options(tree, current.replace(attention=attention, dtype=dtype, remat=remat))
+
+
+def with_legacy_options(tree: _T, caller: str, **options: Any) -> _T:
+    """`tree` with the run options that `caller` was given as keyword arguments (the old
+    way, kept for one release with a `DeprecationWarning`); unchanged when none was given."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return tree
+    warnings.warn(
+        f"passing {', '.join(sorted(given))} to {caller} is deprecated; set run options once "
+        "on the model with codonnt_eqx.with_options(model, ...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return with_options(tree, **given)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import warnings
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -16,7 +15,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..kernels import Implementation
 from ._config import ModelConfig
 from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
-from ._options import RunOptions, with_options
+from ._options import RunOptions, with_legacy_options
 
 
 class ModelOutput(eqx.Module):
@@ -144,13 +143,9 @@ class NucleotideTransformer(eqx.Module):
         batches on the host before the compiled call. A batched (2-D) input always raises.
         """
         if attention is not None or dtype is not None or remat is not None:
-            warnings.warn(
-                "passing attention/dtype/remat to the model call is deprecated; set them once "
-                "with codonnt_eqx.with_options(model, ...)",
-                DeprecationWarning,
-                stacklevel=2,
+            model = with_legacy_options(
+                self, "the model call", attention=attention, dtype=dtype, remat=remat
             )
-            model = with_options(self, attention=attention, dtype=dtype, remat=remat)
             return model(tokens, hidden_states=hidden_states, attention_maps=attention_maps)
         c = self.config
         tokens = _checked_tokens(tokens, c)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
-from ..kernels import IMPLEMENTATIONS, Implementation
+from ..kernels import Implementation
+from ..model import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +21,8 @@ class PretrainConfig:
     - `mask_rate`, `mask_prob`, `random_prob`: BERT masking (15% selected; 80/10/10).
     - `init_lr`, `peak_lr`, `warmup_steps`: linear warmup then square-root decay.
     - `b1`, `b2`, `eps`: Adam.
-    - `dtype`: compute dtype; parameters and optimiser state stay float32.
-    - `remat`, `attention`: passed to the model.
+    - `attention`, `dtype`, `remat`: the model's run options (`RunOptions`, validated the
+      same way in every entry point); parameters and optimiser state stay float32.
     - `fsdp`: devices sharding each parameter (1: pure data parallelism).
     - `log_every`, `eval_every`, `eval_windows`, `checkpoint_every`, `keep_checkpoints`:
       bookkeeping; validation uses at most `eval_windows` held-out windows.
@@ -42,7 +42,7 @@ class PretrainConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
-    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    dtype: str = "bfloat16"
     remat: bool = False
     attention: Implementation = "auto"
     fsdp: int = 1
@@ -86,16 +86,18 @@ class PretrainConfig:
                     f"micro_batch_size {micro} does not divide the batch of {self.batch_size} "
                     f"sequences ({self.tokens_per_batch} tokens / {self.seq_length})"
                 )
-        if self.dtype not in ("bfloat16", "float32"):
-            raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {self.dtype!r}")
-        if self.attention not in IMPLEMENTATIONS:
-            raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {self.attention!r}")
+        object.__setattr__(self, "dtype", self.run_options.dtype)  # jnp.bfloat16 -> its name
         for name in ("init_lr", "peak_lr", "eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("b1", "b2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def run_options(self) -> RunOptions:
+        """`attention`, `dtype`, `remat` as the model's `RunOptions` (validated)."""
+        return RunOptions(attention=self.attention, dtype=self.dtype, remat=self.remat)
 
     @property
     def batch_size(self) -> int:

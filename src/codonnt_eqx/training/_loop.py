@@ -14,13 +14,12 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax.experimental import multihost_utils
 
 from ..checkpoints import save_pretrained
-from ..model import ModelConfig, NucleotideTransformer
+from ..model import ModelConfig, NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
 from ._checkpoint import TrainingCheckpoints
 from ._config import PretrainConfig
@@ -146,7 +145,10 @@ def pretrain(
         )
 
     key = jr.key(config.seed)
-    model = NucleotideTransformer(model_config, key=jr.fold_in(key, 0))
+    # The run options are the config's while training; the model returned has the defaults,
+    # like a model loaded from the saved folder.
+    options = dataclasses.asdict(config.run_options)
+    model = with_options(NucleotideTransformer(model_config, key=jr.fold_in(key, 0)), **options)
     schedule = warmup_sqrt_decay(
         init_value=config.init_lr, peak_value=config.peak_lr, warmup_steps=config.warmup_steps
     )
@@ -162,11 +164,8 @@ def pretrain(
     objective = MaskedLM.for_tokenizer(
         tokenizer, rate=config.mask_rate, mask_prob=config.mask_prob, random_prob=config.random_prob
     )
-    dtype = jnp.dtype(config.dtype)
-    step_fn = make_train_step(
-        optimizer, objective, dtype=dtype, attention=config.attention, remat=config.remat
-    )
-    evaluate = _evaluator(objective, dtype, config.attention)
+    step_fn = make_train_step(optimizer, objective)
+    evaluate = _evaluator(objective)
     metrics_log = _MetricsLog(out / "metrics.jsonl", start, lead)
     train_key, eval_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
     local = config.batch_size // processes
@@ -299,6 +298,7 @@ def pretrain(
             save_pretrained(final, tokenizer, out / "model")
             log(f"final model (Hugging Face layout): {out / 'model'}")
     checkpoints.close()
+    model = with_options(model, **dataclasses.asdict(RunOptions()))
     return PretrainResult(model, step, "signal" if stop["signal"] else "done")
 
 
@@ -323,14 +323,13 @@ def _check_compatible(model_config: ModelConfig, tokenizer: Tokenizer, config: P
         )
 
 
-def _evaluator(objective: MaskedLM, dtype, attention):
+def _evaluator(objective: MaskedLM):
     @eqx.filter_jit
     def evaluate(model, tokens, is_real, ids, key):
         tokens, is_real, ids = tokens[0], is_real[0], ids[0]
         keys = jax.vmap(lambda i: jr.fold_in(key, i))(ids)
         batch = jax.vmap(objective.mask)(keys, tokens)
-        run = lambda t: model(t, attention=attention, dtype=dtype)  # noqa: E731
-        logits = jax.vmap(run)(batch.inputs).logits
+        logits = jax.vmap(model)(batch.inputs).logits
         selected = batch.selected & is_real[:, None]
         return masked_lm_metrics(logits, batch.targets, selected, objective.nucleotides)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -15,8 +16,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..kernels import IMPLEMENTATIONS, Implementation
-from ..model import NucleotideTransformer
+from ..kernels import Implementation
+from ..model import NucleotideTransformer, RunOptions, with_options
 from ..parallel import LowerableJit, is_dynamic
 from ..tokenizers import Tokenizer
 from ._loss import LossMetrics, masked_lm_metrics, nucleotides_per_token
@@ -81,9 +82,9 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     objective: MaskedLM,
     *,
-    dtype=jnp.bfloat16,
-    attention: Implementation = "auto",
-    remat: bool = False,
+    dtype=None,
+    attention: Implementation | None = None,
+    remat: bool | None = None,
     donate: bool = True,
 ) -> TrainStep:
     """A jitted training step `step(model, opt_state, tokens, key) -> (model, opt_state,
@@ -94,9 +95,10 @@ def make_train_step(
     - `optimizer`: an optax transformation, e.g. `codon_nt_optimizer()`; its state comes from
       `optimizer.init(eqx.filter(model, eqx.is_array))`.
     - `objective`: a `MaskedLM`.
-    - `dtype`: compute dtype (bfloat16: mixed precision; parameters, gradients and optimiser
-      state stay float32).
-    - `attention`, `remat`: passed to the model.
+    - `dtype`, `attention`, `remat`: deprecated (a `DeprecationWarning`): the step runs the
+      model with the model's own run options; set them with `with_options(model, ...)`
+      (bfloat16 compute is mixed precision: parameters, gradients and optimiser state stay
+      float32).
     - `donate`: reuse the buffers of the model and optimiser state passed in (they are invalid
       after the call; use the returned ones).
 
@@ -109,8 +111,17 @@ def make_train_step(
     the same examples get the same masks however the batch is laid out.
     Sharded inputs (see `make_mesh`) give sharded computation; nothing here names devices.
     """
-    if attention not in IMPLEMENTATIONS:
-        raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {attention!r}")
+    # The old keyword arguments: validated and warned about now, applied inside the step.
+    legacy = {"dtype": dtype, "attention": attention, "remat": remat}
+    legacy = {k: v for k, v in legacy.items() if v is not None}
+    if legacy:
+        RunOptions(**legacy)
+        warnings.warn(
+            f"passing {', '.join(sorted(legacy))} to make_train_step is deprecated; set run "
+            "options once on the model with codonnt_eqx.with_options(model, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
     def micro(static, params, tokens, example_ids, key):
         # One key per example, from its index in the global batch: the masks do not depend on
@@ -120,8 +131,9 @@ def make_train_step(
 
         def loss_sum(params):
             model = eqx.combine(params, static)
-            run = functools.partial(model, attention=attention, dtype=dtype, remat=remat)
-            logits = jax.vmap(run)(batch.inputs).logits
+            if legacy:
+                model = with_options(model, **legacy)
+            logits = jax.vmap(model)(batch.inputs).logits
             metrics = masked_lm_metrics(
                 logits, batch.targets, batch.selected, objective.nucleotides
             )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
-from ..kernels import Implementation
 from ..model import RunOptions
 from ._lora import LORA_TARGETS
 from ._trainable import MODES, Mode
@@ -53,8 +53,8 @@ class FinetuneConfig:
     max_codons: int | None = None
     bucket: int = 32
     seed: int = 0
-    dtype: str = "float32"
-    attention: Implementation = "auto"
+    dtype: Any = "float32"  # a name or a jnp dtype; stored as its name
+    attention: str = "auto"
     remat: bool = False
 
     def __post_init__(self):

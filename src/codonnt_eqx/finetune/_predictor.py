@@ -6,7 +6,6 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from ..kernels import Implementation
 from ..model import NucleotideTransformer, with_legacy_options
 from ._heads import SequenceHead, TokenHead
 
@@ -16,7 +15,7 @@ def representation(
     tokens: Int[Array, " length"],
     layer: int,
     *,
-    attention: Implementation | None = None,
+    attention: str | None = None,
     dtype=None,
 ) -> Float[Array, "length embed"]:
     """One sequence's representations after `layer`: 0 is the input embedding, n the output
@@ -56,7 +55,7 @@ class Finetuned(eqx.Module):
         self,
         tokens: Int[Array, " length"],
         *,
-        attention: Implementation | None = None,
+        attention: str | None = None,
         dtype=None,
     ) -> Float[Array, "*length out"]:
         """The head's output for one sequence, with the model's run options (`attention`,

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from ..kernels import Implementation
 from ..model import RunOptions, with_options
 from ..parallel import LowerableJit, is_dynamic
 
@@ -65,7 +64,7 @@ def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformat
     return step
 
 
-def sequence_forward(attention: Implementation | None = None, dtype=None) -> Callable:
+def sequence_forward(attention: str | None = None, dtype=None) -> Callable:
     """forward(finetuned, tokens [B, L]) -> outputs, for fine-tuning through the model, with
     its run options (`attention`, `dtype` here are deprecated: `with_options(finetuned, ...)`).
     """

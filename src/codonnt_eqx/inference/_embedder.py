@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
-from ..kernels import Implementation
 from ..model import NucleotideTransformer, with_options
 from ..tokenizers import SequenceError, Tokenizer, reverse_complement
 from ._batching import Devices
@@ -100,7 +99,7 @@ class Embedder:
         *,
         layers: int | Sequence[int] | None = None,
         pooling: Pooling = "mean",
-        attention: Implementation | None = None,
+        attention: str | None = None,
         dtype: Any = None,
         remat: bool | None = None,
         batch_tokens: int = 8192,

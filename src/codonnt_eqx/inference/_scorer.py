@@ -10,7 +10,6 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from ..kernels import Implementation
 from ..model import NucleotideTransformer, with_options
 from ..tokenizers import SequenceError, Tokenizer
 from ._batching import Devices
@@ -100,7 +99,7 @@ class Scorer:
         model: NucleotideTransformer,
         tokenizer: Tokenizer,
         *,
-        attention: Implementation | None = None,
+        attention: str | None = None,
         dtype: Any = None,
         remat: bool | None = None,
         batch_tokens: int = 8192,

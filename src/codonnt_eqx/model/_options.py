@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..kernels import IMPLEMENTATIONS, Implementation
+from ..kernels import IMPLEMENTATIONS
 
 # Compute dtypes by name; parameters stay float32 whatever is chosen.
 DTYPES: dict[str, Any] = {
@@ -57,8 +57,10 @@ class RunOptions:
     - `remat`: rematerialise each block in the backward pass (less memory in training).
     """
 
-    attention: Implementation = "auto"
-    dtype: str = "float32"
+    # Loosely annotated on purpose: a bad value is this class's ValueError, the same in every
+    # entry point, not whatever a runtime type checker makes of a Literal.
+    attention: str = "auto"
+    dtype: Any = "float32"
     remat: bool = False
 
     def __post_init__(self):
@@ -66,7 +68,7 @@ class RunOptions:
             raise ValueError(f"attention must be one of {IMPLEMENTATIONS}, got {self.attention!r}")
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
         if not isinstance(self.remat, bool):
-            raise ValueError(f"remat must be True or False, got {self.remat!r}")
+            raise TypeError(f"remat must be True or False, got {self.remat!r}")
 
     @property
     def compute_dtype(self) -> Any:
@@ -117,7 +119,7 @@ def options_of(tree: Any) -> RunOptions | None:
 def with_options(
     tree: _T,
     *,
-    attention: Implementation | None = None,
+    attention: str | None = None,
     dtype: Any = None,
     remat: bool | None = None,
 ) -> _T:

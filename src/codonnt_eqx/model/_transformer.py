@@ -12,7 +12,6 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..kernels import Implementation
 from ._config import ModelConfig
 from ._layers import Block, LayerNorm, LMHead, RotaryEmbedding, truncated_normal
 from ._options import RunOptions, with_legacy_options
@@ -116,7 +115,7 @@ class NucleotideTransformer(eqx.Module):
         *,
         hidden_states: bool = False,
         attention_maps: Sequence[tuple[int, int]] = (),
-        attention: Implementation | None = None,
+        attention: str | None = None,
         dtype=None,
         remat: bool | None = None,
     ) -> ModelOutput:

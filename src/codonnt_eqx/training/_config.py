@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from ..kernels import Implementation
 from ..model import RunOptions
 
 
@@ -42,9 +42,9 @@ class PretrainConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
-    dtype: str = "bfloat16"
+    dtype: Any = "bfloat16"  # a name or a jnp dtype; stored as its name
     remat: bool = False
-    attention: Implementation = "auto"
+    attention: str = "auto"
     fsdp: int = 1
     log_every: int = 10
     eval_every: int = 1000

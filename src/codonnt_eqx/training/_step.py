@@ -16,7 +16,6 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..kernels import Implementation
 from ..model import NucleotideTransformer, RunOptions, with_options
 from ..parallel import LowerableJit, is_dynamic
 from ..tokenizers import Tokenizer
@@ -83,7 +82,7 @@ def make_train_step(
     objective: MaskedLM,
     *,
     dtype=None,
-    attention: Implementation | None = None,
+    attention: str | None = None,
     remat: bool | None = None,
     donate: bool = True,
 ) -> TrainStep:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -121,7 +121,8 @@ def _run(backend: str, interpret, q, k, v, lengths, *, scale, block_sizes, preci
     if precision is None and q.dtype == jnp.float32:
         precision = lax.Precision.HIGHEST  # Triton would silently use TF32 otherwise
     cfg = _Config(backend, scale, blocks, precision, interpret)
-    out = _attention(cfg, *(jnp.pad(x, pad) for x in (q, k, v)), lengths)
+    # custom_vjp hides the return type from type checkers
+    out = cast(jax.Array, _attention(cfg, *(jnp.pad(x, pad) for x in (q, k, v)), lengths))
     return out[:, :length, :, :head_dim]
 
 

@@ -188,7 +188,7 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
     q, k, v, do = _heads_major(*map(_compute_dtype, (q, k, v, do)))
     batch, heads, length, head_dim = q.shape
     bq, bk = blocks.block_q_bwd, blocks.block_k_bwd
-    common = dict(compiler_params=_SEMANTICS, interpret=interpret)
+    params = _SEMANTICS
     dq = pl.pallas_call(
         functools.partial(_dq_kernel, scale=scale, precision=precision),
         grid=(batch, heads, length // bq, length // bk),
@@ -205,7 +205,8 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
         scratch_shapes=[pltpu.VMEM((bq, head_dim), jnp.float32)],
         name="codonnt_flash_dq_tpu",
-        **common,
+        compiler_params=params,
+        interpret=interpret,
     )(lengths, q, k, v, do, lse, delta)
     # Here the grid's outer axis walks key tiles and the reduction axis query tiles.
     dk, dv = pl.pallas_call(
@@ -230,7 +231,8 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
             pltpu.VMEM((bk, head_dim), jnp.float32),
         ],
         name="codonnt_flash_dkdv_tpu",
-        **common,
+        compiler_params=params,
+        interpret=interpret,
     )(lengths, q, k, v, do, lse, delta)
     back = [x.transpose(0, 2, 1, 3).astype(dtype) for x in (dq, dk, dv)]
     return tuple(back)

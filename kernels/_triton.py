@@ -173,7 +173,7 @@ def _dkdv_kernel(
 def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, precision, interpret):
     batch, length, heads, head_dim = q.shape
     bq, bk = blocks.block_q_bwd, blocks.block_k_bwd
-    common = dict(compiler_params=_params(blocks, head_dim, interpret), interpret=interpret)
+    params = _params(blocks, head_dim, interpret)
     whole, whole_stat = _whole_spec(length, head_dim), _stat_whole_spec(length)
     dq = pl.pallas_call(
         functools.partial(_dq_kernel, scale=scale, block_k=bk, precision=precision),
@@ -190,7 +190,8 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
         out_specs=_tile_spec(bq, head_dim),
         out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
         name="codonnt_flash_dq",
-        **common,
+        compiler_params=params,
+        interpret=interpret,
     )(lengths, q, k, v, do, lse, delta)
     dk, dv = pl.pallas_call(
         functools.partial(_dkdv_kernel, scale=scale, block_q=bq, precision=precision),
@@ -210,6 +211,7 @@ def backward(q, k, v, lengths, do, lse, delta, *, scale, blocks: BlockSizes, pre
             jax.ShapeDtypeStruct(v.shape, v.dtype),
         ],
         name="codonnt_flash_dkdv",
-        **common,
+        compiler_params=params,
+        interpret=interpret,
     )(lengths, q, k, v, do, lse, delta)
     return dq, dk, dv

@@ -60,19 +60,19 @@ def compile_traced(
 
 def custom_call_targets(compiled: jax.stages.Compiled) -> set[str]:
     """The custom-call targets in the optimised HLO of `compiled`."""
-    return set(re.findall(r'custom_call_target="([^"]+)"', compiled.as_text()))
+    return set(re.findall(r'custom_call_target="([^"]+)"', compiled.as_text() or ""))
 
 
 def kernel_calls(compiled: jax.stages.Compiled, platform: str) -> int:
     """How many calls of our Pallas kernels (`KERNEL_CALLS`) the compiled program holds."""
-    text = compiled.as_text()
+    text = compiled.as_text() or ""
     return sum(text.count(f'custom_call_target="{name}"') for name in KERNEL_CALLS[platform])
 
 
 def collectives(compiled: jax.stages.Compiled) -> dict[str, int]:
     """Collective operations in the compiled program, counted by kind (start ops of async
     pairs counted once)."""
-    text = compiled.as_text()
+    text = compiled.as_text() or ""
     found = {}
     for op in COLLECTIVES:
         n = len(re.findall(rf"\s{op}(?:-start)?\(", text))

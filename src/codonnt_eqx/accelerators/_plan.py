@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -223,7 +223,7 @@ def plan_memory(
             raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
         t = dataclasses.replace(t, usable_fraction=memory_fraction)
     start = time.perf_counter()
-    common = dict(
+    common: dict[str, Any] = dict(
         target=t.name,
         workload=workload,
         batch_per_device=batch,
@@ -234,7 +234,7 @@ def plan_memory(
         num_devices=t.num_devices,
         usable_bytes=t.usable_bytes,
     )
-    options = dict(
+    options: dict[str, Any] = dict(
         workload=workload,
         length=length,
         dtype=dtype,
@@ -248,14 +248,17 @@ def plan_memory(
         if "RESOURCE_EXHAUSTED" not in str(e) and "Ran out of memory" not in str(e):
             raise
         sizes = ("parameter", "optimizer", "argument", "output", "alias", "temp", "code", "peak")
+        zeros: dict[str, Any] = {f"{name}_bytes": 0 for name in sizes}
         return MemoryPlan(
             **common,
-            **{f"{name}_bytes": 0 for name in sizes},
+            **zeros,
             fits=False,
             compile_seconds=time.perf_counter() - start,
             error=str(e).splitlines()[0][:300],
         )
     m = step.compiled.memory_analysis()
+    if m is None:
+        raise RuntimeError(f"the {t.name} compiler gave no memory analysis")
     peak = (
         m.argument_size_in_bytes
         + m.output_size_in_bytes

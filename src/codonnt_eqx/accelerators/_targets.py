@@ -114,7 +114,11 @@ def devices(name: str | Target) -> list:
         )
     prepare_environment()
     if t.platform == "cuda":
-        spec = importlib.resources.files(__package__).joinpath("specs", _H100_SPEC).read_text()
+        spec = (
+            importlib.resources.files(__package__ or "codonnt_eqx.accelerators")
+            .joinpath("specs", _H100_SPEC)
+            .read_text()
+        )
         topo = topologies.get_topology_desc("h100", "cuda", target_config=spec, topology=t.topology)
     else:
         topo = topologies.get_topology_desc(topology_name=t.topology, platform="tpu")

@@ -91,10 +91,11 @@ def build_model(
                 array = array.load()
             if not np.isfinite(array).all():
                 non_finite.append(describe(w))
-            if stacked:
+            if out is not None and stacked:
                 out[w[1]] = array
             else:
                 out = array
+        assert out is not None  # every leaf has at least one wanted array
         if dtype == jnp.float16 and np.abs(out).max(initial=0) > np.finfo(np.float16).max:
             non_finite.append(f"{name} (beyond float16's range)")
         filled.append(jnp.asarray(out, dtype))

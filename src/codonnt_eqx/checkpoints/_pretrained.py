@@ -68,7 +68,7 @@ def from_pretrained(
     dtype = _parameter_dtype(dtype)
     if {"k", "layout"} & tokenizer_options.keys():
         raise TypeError("the checkpoint sets the tokenizer's k and layout")
-    if names_shipped_model(path):
+    if isinstance(path, str) and names_shipped_model(path):
         path = shipped_model_path(path)
     path = pathlib.Path(path)
     if not (path / TOKENIZER_FILE).exists():

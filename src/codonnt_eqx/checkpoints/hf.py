@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import re
+from typing import TypeGuard
 
 import ml_dtypes
 import numpy as np
@@ -181,7 +182,7 @@ class _LazyTensor:
         with open(self._file, "rb") as f:
             f.seek(self._offset)
             # bytes through a uint8 view: the buffer protocol has no bfloat16 ("E") format
-            if f.readinto(memoryview(array.reshape(-1).view(np.uint8))) != self._nbytes:
+            if f.readinto(array.reshape(-1).view(np.uint8).data) != self._nbytes:
                 raise CheckpointError(f"{self._file}: truncated ({self._key} is cut)")
         return array
 
@@ -415,7 +416,7 @@ def _previous_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return [f for f in files if os.path.islink(f) or os.path.isfile(f)]
 
 
-def _is_plain_kmer(tokenizer: Tokenizer) -> bool:
+def _is_plain_kmer(tokenizer: Tokenizer) -> TypeGuard[KmerTokenizer]:
     """A tokenizer that vocab.txt alone describes (what the published checkpoints have); any
     other is saved with `codonnt_tokenizer.json` beside it."""
     return type(tokenizer) is KmerTokenizer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+from typing import Literal
 
 import numpy as np
 
@@ -114,6 +115,7 @@ def _read_params(file: pathlib.Path) -> tuple[dict[Name, np.ndarray], dict[Name,
             raise CheckpointError(f"{file}: unexpected module {module!r}")
         name, pattern = target
         match = pattern.search(module)
+        assert match is not None  # the pattern matched just above
         layer = int(match.group(1)) if name.startswith(".blocks.") else None
         for param, array in values.items():
             if param not in _PARAMS:
@@ -140,8 +142,12 @@ def load_jax(path: pathlib.Path, dtype=None, **tokenizer_options):
     embed = arrays.get((".embed", None))
     if embed is None:
         raise CheckpointError(f"{params_file}: no token embedding (…/~/embed)")
-    rows = embed.shape[0] if embed.ndim else None
-    layout = {embedding_rows(k, "v2"): "v2", embedding_rows(k, "v1"): "v1"}.get(rows)
+    rows = int(embed.shape[0]) if embed.ndim else -1
+    layouts: dict[int, Literal["v1", "v2"]] = {
+        embedding_rows(k, "v2"): "v2",
+        embedding_rows(k, "v1"): "v1",
+    }
+    layout = layouts.get(rows)
     if layout is None:
         raise CheckpointError(
             f"{params_file}: an embedding of {rows} rows fits no k={k} vocabulary "

@@ -1,3 +1,7 @@
+# pyright: reportAttributeAccessIssue=false, reportArgumentType=false
+# pyright: reportIncompatibleMethodOverride=false, reportCallIssue=false, reportOptionalCall=false
+# (this file subclasses the pure-Python pickle._Unpickler: its private machinery, stack, read,
+# dispatch, has no type stubs.)
 """Reading pickle-based weight files without executing code from them.
 
 Both readers use unpicklers whose `find_class` knows a short list of harmless globals
@@ -387,7 +391,7 @@ def _read_array(state, stream, size: int, path) -> np.ndarray:
             f"{left} are left)"
         )
     array = np.empty(math.prod(shape), dtype=dtype)
-    if nbytes and stream.readinto(memoryview(array).cast("B")) != nbytes:
+    if nbytes and stream.readinto(array.data.cast("B")) != nbytes:
         raise CheckpointError(f"{path}: truncated file (an array of shape {shape} is cut)")
     if order == "F":
         return array.reshape(shape[::-1]).transpose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any, cast
 
 import equinox as eqx
 import jax
@@ -119,7 +120,7 @@ def _embed_command(args: argparse.Namespace) -> None:
     model = with_options(model, **run_options(args))
 
     @eqx.filter_jit
-    def embed(model, tokens):
+    def embed(model, tokens) -> Any:
         return jax.vmap(model)(tokens).embeddings
 
     compiled, compile_s = {}, 0.0
@@ -128,7 +129,7 @@ def _embed_command(args: argparse.Namespace) -> None:
         shape = (len(idx), length)
         if shape not in compiled:
             start = time.perf_counter()
-            compiled[shape] = embed.lower(model, jnp.zeros(shape, jnp.int32)).compile()
+            compiled[shape] = cast(Any, embed).lower(model, jnp.zeros(shape, jnp.int32)).compile()
             compile_s += time.perf_counter() - start
     embeddings: dict[int, np.ndarray] = {}
     start = time.perf_counter()

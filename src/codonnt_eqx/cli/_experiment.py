@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+from typing import cast
 
 from ..experiments import (
     ALL_ARMS,
@@ -17,7 +18,7 @@ from ..experiments import (
     plot_results,
     results_table,
 )
-from ..finetune import TASK_KINDS, load_task
+from ..finetune import TASK_KINDS, TaskKind, load_task
 from ._options import float_above, int_in
 
 
@@ -70,7 +71,7 @@ def _tasks(specs: list[str]) -> dict:
         name = pathlib.Path(path).name.split(".")[0]
         if name in tasks:
             raise ValueError(f"--task: two tasks are named {name!r}")
-        tasks[name] = load_task(path, kind)
+        tasks[name] = load_task(path, cast(TaskKind, kind))
     return tasks
 
 

@@ -9,8 +9,7 @@ import math
 import jax
 
 from ..checkpoints import DEFAULT_MODEL, from_pretrained, names_shipped_model
-from ..kernels import IMPLEMENTATIONS
-from ..model import DTYPES, NucleotideTransformer, preset
+from ..model import DTYPES, IMPLEMENTATIONS, NucleotideTransformer, preset
 from ..tokenizers import KmerTokenizer, Tokenizer
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import pathlib
 import sys
+from typing import Any
 
 from ..accelerators import TARGETS, WORKLOADS, MemoryPlan, largest_batch, plan_memory, target
 from ..io import atomic_output
@@ -87,7 +88,7 @@ def plan_command(args) -> None:
             raise ValueError(f"--fsdp {args.fsdp} does not divide {t.name}'s {t.num_devices}")
         for workload in args.workload:
             for remat in remats if workload == "pretrain" else [False]:
-                options = dict(
+                options: dict[str, Any] = dict(
                     workload=workload,
                     length=args.length,
                     dtype=args.dtype,

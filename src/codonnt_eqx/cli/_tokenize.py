@@ -48,7 +48,7 @@ def _print_token_summary(records: Sequence[FastaRecord], ids: np.ndarray, tok: T
         print(f"{record.name:<{width}}  {cells}")
     print(
         f"{len(records)} sequences, {totals[0]} bases -> {totals[1]} tokens "
-        f"(k={tok.k}, vocabulary {tok.vocab_size}, <cls> included); "
+        f"(k={getattr(tok, 'k', '-')}, vocabulary {tok.vocab_size}, <cls> included); "
         f"{totals[2]} N, {totals[3]} other ambiguous bases mapped to N, {totals[4]} lowercase"
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +72,7 @@ def encode_split(
 
 def batches(
     data: Encoded, batch_size: int, bucket: int, pad_id: int, rng: np.random.Generator | None
-):
+) -> Iterator[tuple[Any, ...]]:
     """(tokens [B, L], targets, weights [B]) batches of exactly `batch_size` rows, so that
     only a few shapes compile: L is the longest sequence rounded up to a multiple of `bucket`,
     and a short last batch is filled with copies of its first row at weight 0.

@@ -28,7 +28,9 @@ def representation(
         raise ValueError(f"layer {layer} is outside 0..{layers} (or -{layers + 1}..-1)")
     if index == layers:
         return model(tokens).embeddings
-    return model(tokens, hidden_states=True).hidden_states[index]
+    states = model(tokens, hidden_states=True).hidden_states
+    assert states is not None  # asked for
+    return states[index]
 
 
 def keep_mask(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -22,7 +23,7 @@ from ._heads import Head, SequenceHead, TokenHead
 from ._ia3 import add_ia3
 from ._lora import add_lora
 from ._predictor import Finetuned
-from ._trainable import trainable_filter
+from ._trainable import Mode, trainable_filter
 
 ADAPTER_FILE = "adapter.safetensors"
 _METADATA_KEY = "codonnt_eqx.finetune"
@@ -30,7 +31,7 @@ _METADATA_KEY = "codonnt_eqx.finetune"
 
 def _saved_part(finetuned: Finetuned, mode: str):
     """The arrays that go into the adapter file: adapters (IA3 / LoRA) and the head."""
-    spec = trainable_filter(finetuned, "probe" if mode == "full" else mode)
+    spec = trainable_filter(finetuned, cast(Mode, "probe" if mode == "full" else mode))
     head_spec = jax.tree.map(eqx.is_inexact_array, finetuned.head)
     spec = eqx.tree_at(lambda f: f.head, spec, head_spec)
     return eqx.filter(finetuned, spec)

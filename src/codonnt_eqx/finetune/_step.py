@@ -33,7 +33,27 @@ def task_loss(
     return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformation) -> Callable:
+class FinetuneStep:
+    """The jitted fine-tuning step of `make_step`: called on concrete arguments, or `.trace`d
+    from abstract ones (`jax.ShapeDtypeStruct`s) to compile ahead of time."""
+
+    def __init__(self, jitted: LowerableJit):
+        self._jitted = jitted
+
+    def __call__(self, frozen, trainable, opt_state, inputs, targets, weights):
+        static = eqx.filter(trainable, is_dynamic, inverse=True)
+        trainable, opt_state, loss = self._jitted(
+            frozen, trainable, opt_state, inputs, targets, weights
+        )
+        return eqx.combine(trainable, static), opt_state, loss
+
+    def trace(self, *args) -> jax.stages.Traced:
+        return self._jitted.trace(*args)
+
+
+def make_step(
+    forward: Callable, kind: str, optimizer: optax.GradientTransformation
+) -> FinetuneStep:
     """`step(frozen, trainable, opt_state, inputs, targets, weights) -> (trainable, opt_state,
     loss)`: one Adam step on `trainable`, jitted once per input shape. `forward(combined,
     inputs)` maps the recombined module and a batch of inputs to outputs. The trainable part
@@ -53,15 +73,7 @@ def make_step(forward: Callable, kind: str, optimizer: optax.GradientTransformat
         trainable = eqx.filter(eqx.apply_updates(trainable, updates), eqx.is_array)
         return trainable, opt_state, loss
 
-    jitted = LowerableJit(update, donate_argnums=(1, 2))
-
-    def step(frozen, trainable, opt_state, inputs, targets, weights):
-        static = eqx.filter(trainable, is_dynamic, inverse=True)
-        trainable, opt_state, loss = jitted(frozen, trainable, opt_state, inputs, targets, weights)
-        return eqx.combine(trainable, static), opt_state, loss
-
-    step.trace = jitted.trace
-    return step
+    return FinetuneStep(LowerableJit(update, donate_argnums=(1, 2)))
 
 
 def sequence_forward(attention: str | None = None, dtype=None) -> Callable:

@@ -271,6 +271,7 @@ def _read_table(path, splits: dict[str, _Rows], split: str | None, columns) -> N
                 f"{path}: no split column (looked for {list(_SPLIT_COLUMNS)}); add one, name it "
                 "with --split-column, or give one file per split"
             )
+    assert seq_col is not None and label_col is not None  # _pick raises when it finds none
     for i, (seq, label) in enumerate(zip(table[seq_col], table[label_col], strict=True)):
         row_split = split
         if split_col is not None:
@@ -281,6 +282,7 @@ def _read_table(path, splits: dict[str, _Rows], split: str | None, columns) -> N
                     f"{path}, row {i + 1}: split {table[split_col][i]!r} is not one of "
                     "train / val / validation / test"
                 )
+        assert row_split is not None  # a split argument or a split column, checked above
         rows = splits[row_split]
         rows.sequences.append(seq)
         rows.labels.append(label)
@@ -315,7 +317,7 @@ def _carve(train: _Rows, fraction: float, seed: int) -> tuple[_Rows, _Rows]:
     return pick(kept), pick(held)
 
 
-def _parse(name: str, kind: str, splits: dict[str, _Rows]) -> Task:
+def _parse(name: str, kind: TaskKind, splits: dict[str, _Rows]) -> Task:
     sequences = {
         s: [_clean(q, n) for q, n in zip(r.sequences, r.names, strict=True)]
         for s, r in splits.items()

@@ -435,7 +435,7 @@ def _fit(
             score = validation[metric]
             score = -math.inf if math.isnan(score) else score
             if bar is not None:
-                bar.set_postfix(loss=f"{train_loss:.3f}", **{f"val_{metric}": f"{score:.3f}"})
+                bar.set_postfix({"loss": f"{train_loss:.3f}", f"val_{metric}": f"{score:.3f}"})
             if score > best["score"]:
                 # copied: the next step donates (and so invalidates) the current buffers
                 best = {

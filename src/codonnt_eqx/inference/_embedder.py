@@ -205,6 +205,7 @@ class Embedder:
                     tokens = (pooled[-1], spans[~core.is_special(body)])
             self.tokens_done += sum(len(body) + h for body, _ in strands)
             if self.pooling == "none":
+                assert tokens is not None  # set for every strand above
                 vectors, token_spans = tokens
                 vectors = vectors[:, 0] if self._squeeze_layers else vectors
             else:

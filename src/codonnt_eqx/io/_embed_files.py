@@ -177,7 +177,8 @@ def _arrow_table(batch: list[SequenceEmbedding], layers, per_token):
             flat = np.stack([r.vectors[j] if several else r.vectors for r in batch])
             columns[column] = _fixed_lists(pa, flat.astype(np.float32))
     if per_token:
-        columns["token_spans"] = _token_lists(pa, [r.spans for r in batch], pa.int64())
+        spans = [np.asarray(r.spans) for r in batch]  # per-token results carry their spans
+        columns["token_spans"] = _token_lists(pa, spans, pa.int64())
     return pa.table(columns)
 
 

@@ -9,10 +9,10 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 # Binary streams a user passes (sys.stdin.buffer, open(..., 'rb'), io.BytesIO, gzip files).
-BinaryStream = io.RawIOBase | io.BufferedIOBase
+BinaryStream = io.RawIOBase | io.BufferedIOBase | BinaryIO
 
 
 class FastaError(ValueError):
@@ -95,6 +95,7 @@ def iter_fasta(source: str | os.PathLike | BinaryStream) -> Iterator[FastaRecord
     chunks: list[str] = []
 
     def record() -> FastaRecord:
+        assert header is not None  # called after a header line only
         name, description, line_no = header
         if not chunks:
             raise FastaError(f"{path}, line {line_no}: record {name!r} has no sequence")

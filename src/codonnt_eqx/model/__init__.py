@@ -9,6 +9,7 @@ from ._layers import LMHead as LMHead
 from ._layers import RotaryEmbedding as RotaryEmbedding
 from ._layers import SelfAttention as SelfAttention
 from ._options import DTYPES as DTYPES
+from ._options import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._options import RunOptions as RunOptions
 from ._options import dtype_name as dtype_name
 from ._options import options_of as options_of

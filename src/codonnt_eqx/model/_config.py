@@ -112,6 +112,7 @@ def _check_float(
     """A finite real number in (low, high), or [low, high] when `closed`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
     inside = low <= value <= high if closed else low < value < high
     if not (math.isfinite(value) and inside):
         bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..kernels import attention as attention_kernel
-from ..kernels import attention_weights
+from ..kernels import attention as attention_kernel  # pyright: ignore[reportMissingImports]
+from ..kernels import attention_weights  # pyright: ignore[reportMissingImports]
 from ._config import ModelConfig
 from ._options import RunOptions
 

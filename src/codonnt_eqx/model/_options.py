@@ -16,7 +16,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..kernels import IMPLEMENTATIONS
+# kernels/ sits at the repository's top level and installs as codonnt_eqx.kernels, where a
+# type checker reading src/ cannot find it.
+from ..kernels import IMPLEMENTATIONS as _KERNEL_IMPLEMENTATIONS  # pyright: ignore[reportMissingImports]
+
+IMPLEMENTATIONS: tuple[str, ...] = tuple(_KERNEL_IMPLEMENTATIONS)
 
 # Compute dtypes by name; parameters stay float32 whatever is chosen.
 DTYPES: dict[str, Any] = {

@@ -3,11 +3,17 @@ comparison, their short names; and a configuration for any tokenizer at one of t
 
 from __future__ import annotations
 
+import functools
+
 from ..tokenizers import Tokenizer
 from ._config import ModelConfig
 
-_V2 = dict(positional_embedding="rotary", use_glu=True, ffn_activation="swish", add_bias_ffn=False)
-_V1 = dict(
+# The two architecture families; a preset adds its sizes (vocabulary, width, depth, heads, FFN).
+_v2 = functools.partial(
+    ModelConfig, positional_embedding="rotary", use_glu=True, ffn_activation="swish"
+)
+_v1 = functools.partial(
+    ModelConfig,
     positional_embedding="learned",
     max_positions=1000,
     use_glu=False,
@@ -20,17 +26,17 @@ _V1 = dict(
 PRESETS: dict[str, ModelConfig] = {
     # Bodies the tokenization comparison holds fixed across tokenizers (the embedding table is
     # whatever the vocabulary needs); all NT v2 (rotary, swish GLU, no biases).
-    "tiny": ModelConfig(75, 128, 2, 4, 512, **_V2),
-    "mini": ModelConfig(75, 192, 4, 6, 768, **_V2),  # the body of codon-nt-mini
+    "tiny": _v2(75, 128, 2, 4, 512),
+    "mini": _v2(75, 192, 4, 6, 768),  # the body of codon-nt-mini
     # Codon-NT: NT v2 50M on non-overlapping 3-mers (75-token vocabulary).
-    "codon_nt": ModelConfig(75, 512, 12, 16, 2048, **_V2),
-    "nt_v2_50m": ModelConfig(4107, 512, 12, 16, 2048, k_for_kmers=6, **_V2),
-    "nt_v2_100m": ModelConfig(4107, 512, 22, 16, 2048, k_for_kmers=6, **_V2),
-    "nt_v2_500m": ModelConfig(4107, 1024, 29, 16, 4096, k_for_kmers=6, **_V2),
+    "codon_nt": _v2(75, 512, 12, 16, 2048),
+    "nt_v2_50m": _v2(4107, 512, 12, 16, 2048, k_for_kmers=6),
+    "nt_v2_100m": _v2(4107, 512, 22, 16, 2048, k_for_kmers=6),
+    "nt_v2_500m": _v2(4107, 1024, 29, 16, 4096, k_for_kmers=6),
     # nt_v2_250m is left out until its published config can be checked.
     # v1 embedding tables hold the first 4105 tokens (no <eos>/<bos>).
-    "nt_v1_500m": ModelConfig(4105, 1280, 24, 20, 5120, **_V1),
-    "nt_v1_2b5": ModelConfig(4105, 2560, 32, 20, 10240, **_V1),
+    "nt_v1_500m": _v1(4105, 1280, 24, 20, 5120),
+    "nt_v1_2b5": _v1(4105, 2560, 32, 20, 10240),
 }
 
 

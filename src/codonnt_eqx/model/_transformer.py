@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from jax.core import Tracer
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._config import ModelConfig
@@ -175,10 +176,11 @@ class NucleotideTransformer(eqx.Module):
         logits = jnp.where(is_pad[:, None], 0.0, logits)
 
         states = None
+        kept: jax.Array = x0 if outputs is None else outputs  # the scan kept each block's output
         if hidden_states:
             states = (
                 x0.astype(jnp.float32),
-                *(outputs[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
+                *(kept[i].astype(jnp.float32) for i in range(c.num_layers - 1)),
                 embeddings,
             )
         maps = None
@@ -188,7 +190,7 @@ class NucleotideTransformer(eqx.Module):
             maps = {}
             for layer in sorted({layer for layer, _ in attention_maps}):
                 block = eqx.combine(jax.tree.map(operator.itemgetter(layer), params), static)
-                x_in = x0 if layer == 0 else outputs[layer - 1]
+                x_in = x0 if layer == 0 else kept[layer - 1]
                 weights = block.attention_weights(x_in, num_valid, rotary)
                 for head in sorted({h for ly, h in attention_maps if ly == layer}):
                     maps[(layer, head)] = weights[head]
@@ -210,7 +212,7 @@ def _checked_tokens(tokens, c: ModelConfig) -> Int[Array, " length"]:
         raise ValueError(f"tokens must have shape [length], got {tokens.shape}: {_ONE_SEQUENCE}")
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-    if not isinstance(tokens, jax.core.Tracer):
+    if not isinstance(tokens, Tracer):
         check_token_ids(np.asarray(tokens)[None], c)
     return tokens
 
@@ -251,7 +253,7 @@ def check_token_ids(tokens: np.ndarray, config: ModelConfig) -> None:
 def _invalid_tokens(tokens, is_pad, num_valid, c: ModelConfig) -> jax.Array | None:
     """bool []: traced `tokens` that `check_token_ids` would refuse (None for concrete ones,
     checked already). Computed on the device, with no host callback."""
-    if not isinstance(tokens, jax.core.Tracer):
+    if not isinstance(tokens, Tracer):
         return None
     invalid = jnp.any((tokens < 0) | (tokens >= c.vocab_size))
     invalid |= jnp.any(is_pad != (jnp.arange(tokens.shape[0]) >= num_valid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from jaxtyping import Int
@@ -106,7 +106,7 @@ class CodonTokenizer(TokenizerBase):
 
     @property
     def partial(self) -> Literal["keep", "drop", "error"]:
-        return self._partial
+        return cast(Literal["keep", "drop", "error"], self._partial)
 
     # -- vocabulary -------------------------------------------------------------------------
 

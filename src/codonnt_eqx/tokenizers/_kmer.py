@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from jaxtyping import Int
@@ -115,7 +115,7 @@ class KmerTokenizer(TokenizerBase):
 
     @property
     def layout(self) -> Literal["v1", "v2"]:
-        return self._layout
+        return cast(Literal["v1", "v2"], self._layout)
 
     # -- vocabulary -------------------------------------------------------------------------
 

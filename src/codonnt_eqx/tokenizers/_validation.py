@@ -4,6 +4,7 @@ say where a sequence is wrong, padding rows to a common length, spans and decodi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 import numpy as np
 from jaxtyping import Int
@@ -45,7 +46,7 @@ def describe(char: str, position: int) -> str:
     return "only A, C, G, T and N are valid"
 
 
-def raise_invalid(seq: str, index: int, position: int):
+def raise_invalid(seq: str, index: int, position: int) -> NoReturn:
     char = seq[position]
     raise SequenceError(
         f"sequence {index}, position {position}: invalid character {char!r} "

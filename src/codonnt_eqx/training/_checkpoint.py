@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, cast
 
 import equinox as eqx
 import jax
@@ -81,16 +81,17 @@ class TrainingCheckpoints:
             raise TrainingCheckpointError(
                 f"{self.directory / str(step)}: cannot restore ({e})"
             ) from e
-        state = eqx.combine(jax.tree.unflatten(treedef, list(restored.state)), static)
+        state = eqx.combine(jax.tree.unflatten(treedef, list(cast(Any, restored).state)), static)
         return state, meta
 
     def metadata(self, step: int) -> dict[str, Any]:
         """The JSON saved with `step`, after checking it belongs to this run."""
         ocp = _orbax()
         try:
-            meta = self._manager.restore(
+            restored = self._manager.restore(
                 step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-            ).meta
+            )
+            meta = cast(Any, restored).meta
         except (ValueError, KeyError, FileNotFoundError) as e:
             raise TrainingCheckpointError(
                 f"{self.directory / str(step)}: unreadable checkpoint ({e})"

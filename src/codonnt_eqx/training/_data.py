@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, cast
 
 import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
@@ -203,7 +204,7 @@ class GenomeCorpus:
         `ValueError` for bad arguments (checked before any file is read).
         """
         single = isinstance(paths, (str, os.PathLike)) or isinstance(paths, BinaryStream)
-        sources = [paths] if single else list(paths)
+        sources: list[Any] = [paths] if single else list(cast(Sequence[Source], paths))
         if not sources:
             raise ValueError("no FASTA files given")
         if names is None:
@@ -215,8 +216,7 @@ class GenomeCorpus:
         duplicate = next((n for i, n in enumerate(names) if n in names[:i]), None)
         if duplicate is not None:
             raise ValueError(f"two files are named {duplicate!r}; pass distinct names=")
-        if weights is not None:
-            weights = _check_weights(weights, names)
+        checked = None if weights is None else _check_weights(weights, names)
         if (
             not isinstance(validation_fraction, numbers.Real)
             or isinstance(validation_fraction, bool)
@@ -243,12 +243,12 @@ class GenomeCorpus:
             )
             for source, name in zip(sources, names, strict=True)
         ]
-        if weights is None:
-            weights = np.array([f.bases.size for f in files], dtype=np.float64)
-        weights.flags.writeable = False
+        if checked is None:
+            checked = np.array([f.bases.size for f in files], dtype=np.float64)
+        checked.flags.writeable = False
         return cls(
             tuple(files),
-            weights,
+            checked,
             float(validation_fraction),
             int(validation_min_bases),
             float(max_n_fraction),
@@ -611,7 +611,7 @@ def _read_file(
     alignment: int = 1,
 ) -> _GenomeFile:
     try:
-        records = read_fasta(source)
+        records: list[Any] = read_fasta(source)
     except FastaError as e:
         # read_fasta names a path as given and a stream "<stream>": say which file it was.
         message = str(e)

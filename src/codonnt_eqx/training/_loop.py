@@ -214,7 +214,7 @@ def pretrain(
                 f"{record['bits_per_nucleotide']:.4f} bits/nt, accuracy {record['accuracy']:.3f}"
             )
 
-    stop = {"signal": None}
+    stop: dict[str, str | None] = {"signal": None}
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(signum, frame):
@@ -270,8 +270,8 @@ def pretrain(
                     "split": "train",
                     "tokens_seen": step * tokens_per_step,
                     **summary,
-                    "lr": float(schedule(step - 1)),
-                    "grad_norm": float(metrics.grad_norm),
+                    "lr": float(np.asarray(schedule(step - 1))),
+                    "grad_norm": float(np.asarray(metrics.grad_norm)),
                     "tokens_per_s": window["tokens"] / elapsed,
                 }
                 metrics_log(record)

@@ -5,6 +5,7 @@ only place that does."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -15,7 +16,7 @@ from jax.sharding import PartitionSpec as P
 DATA, FSDP = "data", "fsdp"
 
 
-def make_mesh(fsdp: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(fsdp: int = 1, devices: Sequence[Any] | None = None) -> Mesh:  # jax.Device
     """A 2-D mesh `(data, fsdp)` over `devices` (default: every device of every process).
 
     **Arguments:**

@@ -239,7 +239,7 @@ def test_torch_views_far_outside_their_storage_fail_cleanly_in_a_fresh_process(t
         """
         import sys
         from codonnt_eqx import CheckpointError
-        from codonnt_eqx._checkpoints.safe_pickle import load_torch_file
+        from codonnt_eqx.checkpoints.safe_pickle import load_torch_file
         for path in sys.argv[1:]:
             try:
                 for tensor in load_torch_file(path).values():

@@ -124,7 +124,7 @@ def test_learned_position_model_refuses_long_records_by_name(tmp_path, capsys):
 def test_stdin_dash_reads_a_piped_gzipped_file():
     data = gzip.compress(EXAMPLE.read_bytes())
     run = subprocess.run(
-        [sys.executable, "-c", "import sys; from codonnt_eqx._cli import main; sys.exit(main())"]
+        [sys.executable, "-c", "import sys; from codonnt_eqx.cli import main; sys.exit(main())"]
         + ["tokenize", "-"],
         input=data,
         capture_output=True,

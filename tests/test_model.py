@@ -436,7 +436,7 @@ def test_float_tokens_and_bad_options_are_rejected(without_runtime_typechecks):
     with pytest.raises(ValueError, match="attention must be one of"):
         model(tokens, attention="flash")
     for dtype in (jnp.int8, "int32", "bogus", bool):
-        with pytest.raises(ValueError, match="floating dtype"):
+        with pytest.raises(ValueError, match="dtype must be one of"):
             model(tokens, dtype=dtype)
 
 

@@ -17,6 +17,9 @@ def pearson(prediction: Float[np.ndarray, " n"], target: Float[np.ndarray, " n"]
         # which would correlate to a meaningless number instead of NaN (scipy's answer).
         return float("nan")
     x, y = x - x.mean(), y - y.mean()
+    # Correlation is scale-free: scaling to a maximum of 1 keeps tiny values (1e-294) from
+    # underflowing to a zero denominator when squared.
+    x, y = x / np.abs(x).max(), y / np.abs(y).max()
     denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
     return float(np.sum(x * y) / denominator) if denominator > 0 else float("nan")
 

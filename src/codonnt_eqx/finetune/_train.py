@@ -22,6 +22,7 @@ import optax
 
 from ..model import NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
+from ..training import MetricsLog, progress_bar
 from ._config import FinetuneConfig
 from ._data import Encoded, batches, encode_split
 from ._heads import Head, SequenceHead, TokenHead, mean_pool
@@ -31,7 +32,7 @@ from ._metrics import PRIMARY_METRIC, task_metrics
 from ._predictor import Finetuned, keep_mask, representation
 from ._saving import save_finetuned
 from ._step import feature_forward, make_step, sequence_forward
-from ._tasks import SPLITS, Task
+from ._tasks import SPLITS, Task, TaskKind
 from ._trainable import trainable_filter
 
 
@@ -44,20 +45,6 @@ class FinetuneResult:
     validation: dict
     test: dict
     results: dict
-
-
-class _MetricsLog:
-    """metrics.jsonl: one JSON object per line, as pretraining writes it."""
-
-    def __init__(self, path: pathlib.Path | None):
-        self.path = path
-        if path is not None:
-            path.write_text("")
-
-    def __call__(self, record: dict) -> None:
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
 
 
 def finetune(
@@ -154,12 +141,15 @@ def finetune(
         )
     finetuned = Finetuned(model, wrapped, config.layer, special)
     optimizer = optax.adamw(config.lr, weight_decay=config.weight_decay)
-    metrics_log = _MetricsLog(out / "metrics.jsonl" if out is not None else None)
+    metrics_log = MetricsLog(out / "metrics.jsonl" if out is not None else None)
     log(
         f"{task.describe()}; mode {config.mode}, "
         f"{'linear' if config.hidden is None else f'MLP ({config.hidden})'} head"
     )
 
+    fitting = _Fitting(
+        kind, task, config, optimizer, mean, std, metrics_log, progress, log, tokenizer.pad_id
+    )
     if config.mode == "probe":
         features = {
             s: _probe_features(base, data[s], kind, config, special, cache, tokenizer.pad_id)
@@ -169,22 +159,7 @@ def finetune(
             f"representations of layer {config.layer} computed "
             f"({sum(len(f[1]) for f in features.values())} rows)"
         )
-        trained_head, best = _fit(
-            feature_forward,
-            head,
-            features,
-            kind,
-            task,
-            config,
-            optimizer,
-            mean,
-            std,
-            metrics_log,
-            progress,
-            log,
-            probe=True,
-            pad_id=tokenizer.pad_id,
-        )
+        trained_head, best = _fit(feature_forward, head, features, fitting, probe=True)
         finetuned = Finetuned(
             base,
             TokenHead(trained_head) if kind == "per-residue" else SequenceHead(trained_head),
@@ -193,22 +168,7 @@ def finetune(
         )
     else:
         forward = sequence_forward()
-        finetuned, best = _fit(
-            forward,
-            finetuned,
-            data,
-            kind,
-            task,
-            config,
-            optimizer,
-            mean,
-            std,
-            metrics_log,
-            progress,
-            log,
-            probe=False,
-            pad_id=tokenizer.pad_id,
-        )
+        finetuned, best = _fit(forward, finetuned, data, fitting, probe=False)
 
     trainable, _ = eqx.partition(finetuned, trainable_filter(finetuned, config.mode))
     head_params = eqx.filter(finetuned.head, eqx.is_inexact_array)
@@ -343,25 +303,28 @@ def _predict(predict, module, split_data, kind, config, probe, pad_id, mean, std
     return np.concatenate(predictions), np.concatenate(truths)
 
 
-def _fit(
-    forward,
-    module,
-    data,
-    kind,
-    task,
-    config,
-    optimizer,
-    mean,
-    std,
-    metrics_log,
-    progress,
-    log,
-    *,
-    probe,
-    pad_id,
-):
+@dataclasses.dataclass(frozen=True)
+class _Fitting:
+    """What a fit needs besides the module and its data."""
+
+    kind: TaskKind
+    task: Task
+    config: FinetuneConfig
+    optimizer: optax.GradientTransformation
+    mean: float  # regression labels are standardised with the training split's mean and std
+    std: float
+    metrics_log: MetricsLog
+    progress: bool
+    log: Callable[[str], None]
+    pad_id: int
+
+
+def _fit(forward, module, data, fitting: _Fitting, *, probe: bool):
     """Train `module` (a head on features, or a `Finetuned`) with early stopping; returns it
     at its best validation epoch and a summary."""
+    kind, task, config, optimizer = fitting.kind, fitting.task, fitting.config, fitting.optimizer
+    mean, std, metrics_log, log = fitting.mean, fitting.std, fitting.metrics_log, fitting.log
+    progress, pad_id = fitting.progress, fitting.pad_id
     mode = "full" if probe else config.mode
     spec = trainable_filter(module, mode)
     if not probe:
@@ -393,11 +356,7 @@ def _fit(
 
     n_train = len(data["train"][1]) if probe else len(data["train"])
     per_epoch = math.ceil(n_train / (config.probe_batch_size if probe else config.batch_size))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm  # optional (finetune extra): only for the bar
-
-        bar = tqdm(total=config.epochs * per_epoch, unit="step", dynamic_ncols=True)
+    bar = progress_bar(config.epochs * per_epoch, enabled=progress)
     best = {"score": -math.inf, "epoch": 0, "params": None, "validation": None}
     step_count, epoch = 0, 0
     try:

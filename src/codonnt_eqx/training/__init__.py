@@ -19,6 +19,8 @@ from ._masking import mask_tokens as mask_tokens
 from ._masking import maskable_tokens as maskable_tokens
 from ._plot import plot_metrics as plot_metrics
 from ._plot import read_metrics as read_metrics
+from ._run_log import MetricsLog as MetricsLog
+from ._run_log import progress_bar as progress_bar
 from ._schedule import codon_nt_optimizer as codon_nt_optimizer
 from ._schedule import warmup_sqrt_decay as warmup_sqrt_decay
 from ._sharding import batch_sharding as batch_sharding

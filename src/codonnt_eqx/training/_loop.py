@@ -4,7 +4,6 @@ The step knows nothing of these; this file knows nothing of the step's inside.""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -26,6 +25,7 @@ from ._config import PretrainConfig
 from ._data import GenomeCorpus
 from ._errors import TrainingError
 from ._loss import masked_lm_metrics, summarise
+from ._run_log import MetricsLog, progress_bar
 from ._schedule import codon_nt_optimizer, warmup_sqrt_decay
 from ._sharding import make_mesh, put_batch, put_state
 from ._step import MaskedLM, make_train_step
@@ -52,36 +52,6 @@ def _identity(model_config, config, tokenizer, corpus) -> dict:
         "vocabulary": list(tokenizer.vocabulary),
         "corpus": [[f.name, f.bases, f.probability] for f in corpus.describe()],
     }
-
-
-class _MetricsLog:
-    """metrics.jsonl: one JSON object per line, appended and flushed as it comes."""
-
-    def __init__(self, path: pathlib.Path, resume_step: int, write: bool):
-        self.path, self.write = path, write
-        if write and path.exists():
-            # Lines past the checkpoint were written by the run that died; they are redone.
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
-
-    def __call__(self, record: dict) -> None:
-        if self.write:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # optional (the train extra): only for the bar
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
 def pretrain(
@@ -166,7 +136,7 @@ def pretrain(
     )
     step_fn = make_train_step(optimizer, objective)
     evaluate = _evaluator(objective)
-    metrics_log = _MetricsLog(out / "metrics.jsonl", start, lead)
+    metrics_log = MetricsLog(out / "metrics.jsonl" if lead else None, resume_step=start)
     train_key, eval_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
     local = config.batch_size // processes
     first = jax.process_index() * local
@@ -235,7 +205,7 @@ def pretrain(
                 f"{checkpoints.directory} (disk full?)"
             ) from e
 
-    bar = _progress(config.steps, start, progress and lead)
+    bar = progress_bar(config.steps, initial=start, enabled=progress and lead)
     window = {"metrics": None, "tokens": 0, "time": time.perf_counter()}
     step = start
     tokens_per_step = config.batch_size * config.seq_length

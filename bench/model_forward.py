@@ -26,7 +26,7 @@ def run_one(batch: int, length: int, dtype_name: str, attention: str, repeats: i
     import jax.numpy as jnp
     import numpy as np
 
-    from codonnt_eqx import NucleotideTransformer, preset
+    from codonnt_eqx import NucleotideTransformer, preset, with_options
 
     model = NucleotideTransformer(preset("codon_nt"), key=jax.random.key(0))
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype_name]
@@ -35,7 +35,7 @@ def run_one(batch: int, length: int, dtype_name: str, attention: str, repeats: i
 
     @eqx.filter_jit
     def forward(model, tokens):
-        return jax.vmap(lambda t: model(t, attention=attention, dtype=dtype))(tokens).logits
+        return jax.vmap(with_options(model, attention=attention, dtype=dtype))(tokens).logits
 
     start = time.perf_counter()
     compiled = forward.lower(model, tokens).compile()

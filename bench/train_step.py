@@ -14,8 +14,8 @@ Columns:
   32, rotary, pre-LayerNorm, GELU feed-forward of width 3072, `torch.optim.Adam`, with
   `torch.set_num_threads(os.cpu_count())`.
 - `ours-gelu-<attention>`: our model at that same architecture (`use_glu=False`, exact GELU,
-  `ffn_dim=3072`, FFN biases), `make_train_step(optax.adam(...), dtype=float32,
-  attention=<attention>)`.
+  `ffn_dim=3072`, FFN biases), `make_train_step(optax.adam(...))` on
+  `with_options(model, attention=<attention>, dtype="float32")`.
 - `ours-glu-<attention>`: the real `codon_nt` preset (swish GLU 2 x 2048, no FFN biases): the
   same matmul FLOPs as GELU 3072.
 
@@ -203,7 +203,7 @@ def run_ours(
     import jax.numpy as jnp
     import optax
 
-    from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer
+    from codonnt_eqx import KmerTokenizer, ModelConfig, NucleotideTransformer, with_options
     from codonnt_eqx.training import MaskedLM, make_train_step
 
     common = dict(vocab_size=VOCAB, embed_dim=s["embed"], num_layers=s["layers"])
@@ -218,7 +218,8 @@ def run_ours(
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     objective = MaskedLM.for_tokenizer(KmerTokenizer(3))
-    step_fn = make_train_step(optimizer, objective, dtype=jnp.float32, attention=attention)
+    model = with_options(model, attention=attention, dtype="float32")
+    step_fn = make_train_step(optimizer, objective)
     tokens = jnp.asarray(random_tokens(batch, length))[None]  # [accumulation 1, batch, length]
     key = jax.random.key(1)
 

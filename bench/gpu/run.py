@@ -413,7 +413,7 @@ def section_correctness(ctx: Context, sec: dict, clock: Clock) -> None:
 
     @eqx.filter_jit
     def logits(model, tokens, implementation, dtype):
-        run = lambda t: model(t, attention=implementation, dtype=dtype)  # noqa: E731
+        run = codonnt_eqx.with_options(model, attention=implementation, dtype=dtype)
         return jax.vmap(run)(tokens).logits
 
     for dtype_name in ("float32", "bfloat16"):
@@ -647,16 +647,16 @@ def section_model(ctx: Context, sec: dict, clock: Clock) -> None:
             "6*N*tokens + 12*layers*L^2*d per sequence (N: non-embedding parameters, "
             "d = heads * head_dim; backward = 2 x forward, no rematerialisation counted); "
             "MFU = model FLOP/s / the device's dense bf16 peak. Train step: "
-            "make_train_step(codon_nt_optimizer(), MaskedLM.for_tokenizer(KmerTokenizer(3)), "
-            "dtype=bfloat16), tokens [1, batch, L]; compile_s is the first step's time minus "
-            "the median step (its compile and one run)."
+            "make_train_step(codon_nt_optimizer(), MaskedLM.for_tokenizer(KmerTokenizer(3))) "
+            "on with_options(model, dtype='bfloat16'), tokens [1, batch, L]; compile_s is the "
+            "first step's time minus the median step (its compile and one run)."
         ),
     )
     rng = np.random.default_rng(0)
 
     @eqx.filter_jit
     def forward(model, tokens):
-        return jax.vmap(lambda t: model(t, dtype=jnp.bfloat16))(tokens).logits
+        return jax.vmap(codonnt_eqx.with_options(model, dtype="bfloat16"))(tokens).logits
 
     def mfu(flops: float, seconds: float) -> float | None:
         return flops / seconds / (peak * 1e12) if peak else None
@@ -693,7 +693,8 @@ def section_model(ctx: Context, sec: dict, clock: Clock) -> None:
     tokenizer = codonnt_eqx.KmerTokenizer(3)
     objective = MaskedLM.for_tokenizer(tokenizer)
     optimizer = codon_nt_optimizer()
-    step = make_train_step(optimizer, objective, dtype=jnp.bfloat16)
+    step = make_train_step(optimizer, objective)
+    model = codonnt_eqx.with_options(model, dtype="bfloat16")  # the step runs in bfloat16
     oom = False
     for batch in s.model_batches:
         case = dict(kind="train step", batch=batch, length=length)

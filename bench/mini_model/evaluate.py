@@ -41,7 +41,7 @@ import jax.random as jr
 import numpy as np
 
 from codonnt_eqx import from_pretrained, read_fasta
-from codonnt_eqx.tokenizers._genetic_code import CODON_TABLE
+from codonnt_eqx.tokenizers import CODON_TABLE
 from codonnt_eqx.training import GenomeCorpus, MaskedLM
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -224,7 +224,7 @@ def main() -> None:
 
     @eqx.filter_jit
     def forward(model, inputs):
-        logits = jax.vmap(lambda t: model(t, attention="auto", dtype=jnp.float32))(inputs)
+        logits = jax.vmap(model)(inputs)
         return jax.nn.log_softmax(logits.logits.astype(jnp.float32), axis=-1)
 
     names = ("unigram", "neighbours", "model")

@@ -176,3 +176,48 @@ def test_bfloat16_logits_are_scored_in_float32():
     assert low.loss_sum.dtype == jnp.float32
     np.testing.assert_allclose(float(low.loss_sum), float(high.loss_sum), rtol=1e-6)
     assert int(low.num_correct) == int(high.num_correct)
+
+
+class _Declared(KmerTokenizer):
+    """The Codon-NT tokenizer declaring other `token_nucleotides` (what the loss reads)."""
+
+    def __init__(self, token_nucleotides):
+        super().__init__(3)
+        self._declared = token_nucleotides
+
+    @property
+    def token_nucleotides(self):
+        return self._declared
+
+
+_GOOD = np.asarray(TOK.token_nucleotides)
+_SPECIAL = sorted(TOK.special_ids)
+
+
+def _changed(index, value):
+    out = _GOOD.copy()
+    out[index] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        _GOOD[:-1],  # too short
+        np.r_[_GOOD, 3],  # too long
+        _GOOD[None],  # not one-dimensional
+        _GOOD.astype(np.float64),  # not integers
+        _changed(-1, -1),  # negative
+        _changed(_SPECIAL[0], 1),  # a special token that adds a base
+        _changed(_SPECIAL[-1], 3),  # another special
+    ],
+    ids=["short", "long", "2d", "float", "negative", "special", "last-special"],
+)
+def test_nucleotides_per_token_refuses_what_a_tokenizer_declares_wrongly(declared):
+    with pytest.raises(ValueError):
+        nucleotides_per_token(_Declared(declared))
+
+
+def test_nucleotides_per_token_takes_a_well_declared_tokenizer():
+    got = nucleotides_per_token(_Declared(_GOOD.astype(np.int64)))
+    assert got.dtype == np.int32 and got.tolist() == _GOOD.tolist()

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codonnt_eqx import CodonTokenizer, Embedder, Scorer, model_config_for, with_options
+from codonnt_eqx import CodonTokenizer, Embedder, Scorer, Variant, model_config_for, with_options
 from codonnt_eqx.inference._windows import plan_windows
 from helpers import TOKENIZERS, V2, perturbed_model
 
@@ -138,3 +138,40 @@ def test_the_model_is_run_with_the_entry_points_run_options(v2):
     low = scorer.one_pass_log_likelihood(LONG).log_probs
     high = Scorer(model, tok, window=9, overlap=3).one_pass_log_likelihood(LONG).log_probs
     assert not np.allclose(low, high, atol=1e-6) and np.allclose(low, high, atol=0.2)
+
+
+@pytest.mark.parametrize(
+    ("num_tokens", "size", "overlap"),
+    [(0, 4, 0), (5, 0, 0), (0, 0, 0), (5, 4, 4), (5, 4, -1), (5, 1, 1)],
+)
+def test_the_window_plan_refuses_bad_arguments(num_tokens, size, overlap):
+    with pytest.raises(ValueError):
+        plan_windows(num_tokens, size, overlap)
+
+
+def test_the_window_plan_takes_the_edge_cases():
+    assert plan_windows(1, 1, 0).keep.tolist() == [[0, 1]]
+    assert plan_windows(3, 3, 2).start.tolist() == [0]  # fits: one window, overlap unused
+    assert plan_windows(4, 3, 2).start.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("codon", [1, 20, 40])  # near the start, inside, near the end
+def test_a_windowed_variant_is_scored_in_the_window_centred_on_it(v2, codon):
+    model, tok = v2
+    size = 8  # window 9 with <cls>
+    position = 3 * codon + 2  # 1-based: the codon's middle base
+    ref = LONG[position - 1]
+    alt = "A" if ref != "A" else "C"
+    (score,) = Scorer(model, tok, window=size + 1, overlap=2).score_variants(
+        {"g": LONG}, [Variant("g", position, ref, alt)]
+    )
+    body = np.asarray(tok.encode(LONG))[1:]
+    start = min(max(0, codon - size // 2), len(body) - size)  # centred, kept inside
+    row = np.r_[tok.cls_id, body[start : start + size]].astype(np.int32)
+    row[1 + codon - start] = tok.mask_id
+    logits, _ = _run(model, jnp.asarray(row))
+    lp = _log_softmax64(logits)[1 + codon - start]
+    mutated = LONG[: position - 1] + alt + LONG[position:]
+    alt_id = np.asarray(tok.encode(mutated))[1 + codon]
+    assert score.error is None and score.masked_tokens == 1
+    assert score.score == pytest.approx(lp[alt_id] - lp[body[codon]], abs=2e-4)

@@ -38,10 +38,10 @@ from _common import environment  # noqa: E402
 
 # What is mutated, and the tests that must catch it (fast ones: each mutant runs them).
 TARGETS = {
-    "windows": ("inference/_windows.py", ["tests/test_windowed.py::test_the_window_plan"]),
+    "windows": ("inference/_windows.py", ["tests/test_windowed.py", "-k", "brute or plan"]),
     "windowed": (
         "inference/_windowed.py",
-        ["tests/test_windowed.py", "-k", "(False or embeddings) and not brute"],
+        ["tests/test_windowed.py", "-k", "(False or embeddings or variant) and not brute"],
     ),
     "masking": ("training/_masking.py", ["tests/test_training_masking.py"]),
     "loss": ("training/_loss.py", ["tests/test_training_loss.py"]),

@@ -215,10 +215,11 @@ def run_ours(
     else:  # the codon_nt preset's feed-forward (at tiny sizes too)
         config = ModelConfig(**common, ffn_dim=s["glu_ffn"], use_glu=True, ffn_activation="swish")
     model = NucleotideTransformer(config, key=jax.random.key(0))
+    # Options first: the optimiser state mirrors the model's structure, static fields included.
+    model = with_options(model, attention=attention, dtype="float32")
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     objective = MaskedLM.for_tokenizer(KmerTokenizer(3))
-    model = with_options(model, attention=attention, dtype="float32")
     step_fn = make_train_step(optimizer, objective)
     tokens = jnp.asarray(random_tokens(batch, length))[None]  # [accumulation 1, batch, length]
     key = jax.random.key(1)

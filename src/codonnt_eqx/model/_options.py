@@ -131,7 +131,9 @@ def with_options(
     its run options changed: every layer that reads them gets the same new `RunOptions`.
 
     An argument left at None keeps the model's current value; a bad value is a `ValueError`
-    naming it, raised here and not at the first call.
+    naming it, raised here and not at the first call. The options are static fields, part of
+    the tree's structure: set them before `optimizer.init(eqx.filter(model, eqx.is_array))`,
+    whose state mirrors that structure.
 
     ```python
     fast = with_options(model, attention="pallas", dtype="bfloat16")

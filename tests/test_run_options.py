@@ -24,6 +24,7 @@ BAD = [
     {"dtype": jnp.int8},
     {"dtype": "bf16"},
     {"dtype": True},
+    {"dtype": "float64"},  # float32 in disguise without JAX x64
 ]
 
 

@@ -27,7 +27,6 @@ DTYPES: dict[str, Any] = {
     "float32": jnp.float32,
     "bfloat16": jnp.bfloat16,
     "float16": jnp.float16,
-    "float64": jnp.float64,
 }
 
 _T = TypeVar("_T")
@@ -55,8 +54,9 @@ class RunOptions:
 
     - `attention`: `"auto"` (Pallas kernels on GPU/TPU, query-blocked plain JAX on CPU),
       `"pallas"`, `"blocked"`, `"xla"`, `"cudnn"` or `"reference"`.
-    - `dtype`: compute dtype of the matmuls, by name (`"float32"`, `"bfloat16"`, `"float16"`,
-      `"float64"`) or as a jnp dtype; stored as its name. LayerNorm and softmax statistics
+    - `dtype`: compute dtype of the matmuls, by name (`"float32"`, `"bfloat16"`, `"float16"`)
+      or as a jnp dtype; stored as its name. (float64 would silently be float32 unless JAX's
+      x64 mode is on, so it is refused.) LayerNorm and softmax statistics
       stay float32, parameters stay float32.
     - `remat`: rematerialise each block in the backward pass (less memory in training).
     """

@@ -111,7 +111,7 @@ def test_the_window_plan_matches_the_brute_force_rule(num_tokens, size, data):
     starts = _starts(num_tokens, size, overlap)
     assert plan.start.tolist() == starts
     owner = [_window_of(p, starts, size) for p in range(num_tokens)]
-    got = [0] * num_tokens
+    got = [-1] * num_tokens  # no window: -1, never a start
     for s, (lo, hi) in zip(plan.start.tolist(), plan.keep.tolist(), strict=True):
         for p in range(lo, hi):
             got[p] = s

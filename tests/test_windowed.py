@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from codonnt_eqx import CodonTokenizer, Embedder, Scorer, Variant, model_config_for, with_options
 from codonnt_eqx.inference._windows import plan_windows
-from helpers import TOKENIZERS, V2, perturbed_model
+from helpers import TOKENIZERS, V1, V2, perturbed_model
 
 RNG = np.random.default_rng(7)
 LONG = "ATG" + "".join(RNG.choice(list("ACGT"), size=40 * 3)) + "TAA"  # 42 codons
@@ -175,3 +175,12 @@ def test_a_windowed_variant_is_scored_in_the_window_centred_on_it(v2, codon):
     alt_id = np.asarray(tok.encode(mutated))[1 + codon]
     assert score.error is None and score.masked_tokens == 1
     assert score.score == pytest.approx(lp[alt_id] - lp[body[codon]], abs=2e-4)
+
+
+def test_the_default_window_and_overlap(v2):
+    model, tok = v2
+    scorer = Scorer(model, tok, window=13)
+    assert (scorer.window, scorer.overlap) == (13, 3)  # a quarter of the 12 body tokens
+    assert Embedder(model, tok).window == 1000  # Codon-NT's training length (rotary)
+    learned = with_options(perturbed_model(V1))
+    assert Embedder(learned, TOKENIZERS[V1]).window == V1.max_positions

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -11,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from ..model import RunOptions, with_options
+from ..model import legacy_options, with_options
 from ..parallel import LowerableJit, is_dynamic
 
 
@@ -80,15 +79,7 @@ def sequence_forward(attention: str | None = None, dtype=None) -> Callable:
     """forward(finetuned, tokens [B, L]) -> outputs, for fine-tuning through the model, with
     its run options (`attention`, `dtype` here are deprecated: `with_options(finetuned, ...)`).
     """
-    legacy = {k: v for k, v in {"attention": attention, "dtype": dtype}.items() if v is not None}
-    if legacy:
-        RunOptions(**legacy)  # a bad value fails here, not inside the first step
-        warnings.warn(
-            "passing attention/dtype to sequence_forward is deprecated; set run options once "
-            "with codonnt_eqx.with_options(finetuned, ...)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+    legacy = legacy_options("sequence_forward", attention=attention, dtype=dtype)
 
     def forward(finetuned, tokens: Int[Array, "batch length"]):
         if legacy:

@@ -12,6 +12,7 @@ from ._options import DTYPES as DTYPES
 from ._options import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._options import RunOptions as RunOptions
 from ._options import dtype_name as dtype_name
+from ._options import legacy_options as legacy_options
 from ._options import options_of as options_of
 from ._options import with_legacy_options as with_legacy_options
 from ._options import with_options as with_options

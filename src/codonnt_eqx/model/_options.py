@@ -146,16 +146,23 @@ def with_options(
     return _set_options(tree, current.replace(attention=attention, dtype=dtype, remat=remat))
 
 
-def with_legacy_options(tree: _T, caller: str, **options: Any) -> _T:
-    """`tree` with the run options that `caller` was given as keyword arguments (the old
-    way, kept for one release with a `DeprecationWarning`); unchanged when none was given."""
+def legacy_options(caller: str, *, stacklevel: int = 3, **options: Any) -> dict[str, Any]:
+    """The run options `caller` was given as keyword arguments (the old way, kept for one
+    release): those not None, validated, with a `DeprecationWarning` if there are any."""
     given = {k: v for k, v in options.items() if v is not None}
-    if not given:
-        return tree
-    warnings.warn(
-        f"passing {', '.join(sorted(given))} to {caller} is deprecated; set run options once "
-        "on the model with codonnt_eqx.with_options(model, ...)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return with_options(tree, **given)
+    if given:
+        RunOptions(**given)  # a bad value fails here, not inside a first compiled step
+        warnings.warn(
+            f"passing {', '.join(sorted(given))} to {caller} is deprecated; set run options "
+            "once on the model with codonnt_eqx.with_options(model, ...)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+    return given
+
+
+def with_legacy_options(tree: _T, caller: str, **options: Any) -> _T:
+    """`tree` with the run options that `caller` was given the old way (`legacy_options`);
+    unchanged when none was given."""
+    given = legacy_options(caller, stacklevel=4, **options)
+    return with_options(tree, **given) if given else tree

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -16,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..model import NucleotideTransformer, RunOptions, with_options
+from ..model import NucleotideTransformer, legacy_options, with_options
 from ..parallel import LowerableJit, is_dynamic
 from ..tokenizers import Tokenizer
 from ._loss import LossMetrics, masked_lm_metrics, nucleotides_per_token
@@ -111,16 +110,7 @@ def make_train_step(
     Sharded inputs (see `make_mesh`) give sharded computation; nothing here names devices.
     """
     # The old keyword arguments: validated and warned about now, applied inside the step.
-    legacy = {"dtype": dtype, "attention": attention, "remat": remat}
-    legacy = {k: v for k, v in legacy.items() if v is not None}
-    if legacy:
-        RunOptions(**legacy)
-        warnings.warn(
-            f"passing {', '.join(sorted(legacy))} to make_train_step is deprecated; set run "
-            "options once on the model with codonnt_eqx.with_options(model, ...)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+    legacy = legacy_options("make_train_step", dtype=dtype, attention=attention, remat=remat)
 
     def micro(static, params, tokens, example_ids, key):
         # One key per example, from its index in the global batch: the masks do not depend on

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from codonnt_eqx.finetune import (
+    AdapterError,
     Finetuned,
     Head,
+    ProvenanceError,
     SequenceHead,
     add_ia3,
     add_lora,
@@ -172,5 +174,10 @@ def test_reload_refuses_a_mismatched_structure(tmp_path):
     }
     save_finetuned(tmp_path, finetuned, tok, info)
     other = perturbed_model(V2.replace(num_layers=3))
-    with pytest.raises(ValueError, match="saved float32"):
+    digests = "base weights [0-9a-f]{16}.*base weights [0-9a-f]{16}"
+    with pytest.raises(ProvenanceError, match=digests):
         load_finetuned(tmp_path, other, tok)
+    with pytest.raises(
+        AdapterError, match=r"saved as F32\[2, \d+\], the metadata and model need F32\[3"
+    ):
+        load_finetuned(tmp_path, other, tok, check_base=False)

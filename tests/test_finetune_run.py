@@ -148,7 +148,7 @@ def test_finetune_command_reports_bad_task_files(tmp_path, tiny, capsys):
 
 
 def test_probe_cache_keeps_each_tasks_own_labels(tmp_path, tiny):
-    from codonnt_eqx.finetune import FinetuneConfig
+    from codonnt_eqx.finetune import FinetuneConfig, tokenizer_digest, weights_digest
     from codonnt_eqx.finetune._train import _probe_features
 
     model, tok = from_pretrained(tiny)
@@ -157,10 +157,11 @@ def test_probe_cache_keeps_each_tasks_own_labels(tmp_path, tiny):
     data = encode_split(task, task.train, tok, max_codons=None)
     config = FinetuneConfig(batch_size=4)
     special = tuple(sorted(tok.special_ids))
-    first = _probe_features(model, data, task.kind, config, special, tmp_path / "c", tok.pad_id)
+    cache = (tmp_path / "c", weights_digest(model), tokenizer_digest(tok))
+    first = _probe_features(model, data, task.kind, config, special, cache, tok.pad_id, print)
     # Same sequences, other labels (same labelled residues): cached features, fresh targets.
     other = type(data)(data.tokens, data.lengths, np.where(data.targets >= 0, 7, -1))
-    second = _probe_features(model, other, task.kind, config, special, tmp_path / "c", tok.pad_id)
+    second = _probe_features(model, other, task.kind, config, special, cache, tok.pad_id, print)
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
     np.testing.assert_array_equal(second[0], first[0])
     assert set(second[1].tolist()) == {7} and set(first[1].tolist()) != {7}

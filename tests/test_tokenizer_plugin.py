@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codonnt_eqx import ModelConfig, Tokenizer, from_pretrained, model_config_for
+from codonnt_eqx import CheckpointError, ModelConfig, Tokenizer, from_pretrained, model_config_for
 from codonnt_eqx.experiments import Arm, ComparisonConfig, compare_tokenizations
 from codonnt_eqx.finetune import FinetuneConfig, finetune, load_task
 from codonnt_eqx.training import GenomeCorpus, PretrainConfig, pretrain
@@ -127,7 +127,9 @@ def test_a_toy_tokenizer_pretrains_saves_finetunes_and_is_compared(tmp_path):
         log_every=1,
     )
     run = pretrain(config, tok, corpus, tmp_path / "run", recipe, progress=False, log=print)
-    model, back = from_pretrained(tmp_path / "run" / "model")
+    with pytest.raises(CheckpointError, match="PairTokenizer.*register"):
+        from_pretrained(tmp_path / "run" / "model")  # a record never imports its class
+    model, back = from_pretrained(tmp_path / "run" / "model", tokenizer_classes=[PairTokenizer])
     assert type(back).__name__ == "PairTokenizer" and back.vocabulary == tok.vocabulary
     ids = jnp.asarray(tok.encode("ACGTNAC"))
     np.testing.assert_array_equal(model(ids).logits, run.model(ids).logits)

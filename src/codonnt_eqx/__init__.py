@@ -8,6 +8,7 @@ from .checkpoints import CheckpointError as CheckpointError
 from .checkpoints import UnsafePickleError as UnsafePickleError
 from .checkpoints import from_pretrained as from_pretrained
 from .checkpoints import save_pretrained as save_pretrained
+from .errors import InputError as InputError
 from .inference import Embedder as Embedder
 from .inference import InvalidRecordError as InvalidRecordError
 from .inference import Scorer as Scorer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,11 @@ def _parameter_dtype(dtype) -> jnp.dtype:
 
 
 def from_pretrained(
-    path: str | os.PathLike, *, dtype=None, **tokenizer_options
+    path: str | os.PathLike,
+    *,
+    dtype=None,
+    tokenizer_classes: Iterable[type] | Mapping[str, type] = (),
+    **tokenizer_options,
 ) -> tuple[NucleotideTransformer, Tokenizer]:
     """Load a published (or saved) model and its tokenizer from a local folder, or a model that
     ships with the package by name (`"codon-nt-mini"`, see `SHIPPED_MODELS`); never fetches.
@@ -59,6 +64,9 @@ def from_pretrained(
     - `tokenizer_options`: passed to the tokenizer (`uppercase`, `iupac_to_n`, ...): a
       `KmerTokenizer` for the published checkpoints, the saved tokenizer's class for a folder
       with `codonnt_tokenizer.json` (any `Tokenizer`, see `save_pretrained`).
+    - `tokenizer_classes`: your own tokenizer classes that a saved `codonnt_tokenizer.json`
+      may name (besides this package's and those given to `register_tokenizer`). A folder's
+      files never choose code to import: any other class name is a `CheckpointError`.
 
     Raises `CheckpointError` naming the file and key for anything missing, unexpected,
     mis-typed, mis-shaped, corrupt or inconsistent (a vocabulary that does not fit the
@@ -78,7 +86,7 @@ def from_pretrained(
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a folder (download the checkpoint first)")
     if (path / "config.json").exists():
-        return load_hf(path, dtype, **tokenizer_options)
+        return load_hf(path, dtype, tokenizer_classes, **tokenizer_options)
     if (path / "jax_model" / "hyperparams.json").exists():
         return load_jax(path, dtype, **tokenizer_options)
     raise CheckpointError(

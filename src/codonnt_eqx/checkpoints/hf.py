@@ -315,24 +315,24 @@ def _read_vocab(file: pathlib.Path, options: dict) -> KmerTokenizer:
         ) from None
 
 
-def _read_tokenizer(file: pathlib.Path, options: dict) -> Tokenizer:
+def _read_tokenizer(file: pathlib.Path, options: dict, classes) -> Tokenizer:
     """The tokenizer `save_hf` described in `codonnt_tokenizer.json` (any `Tokenizer`, by its
     class's import path), with the caller's `options` (`uppercase`, ...) over its config."""
     record = read_json(regular_file(file))
     if isinstance(record, dict) and isinstance(record.get("config"), dict):
         record = {**record, "config": {**record["config"], **options}}
     try:
-        return tokenizer_from_record(record, str(file))
+        return tokenizer_from_record(record, str(file), classes=classes)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
 
 
-def load_hf(path: pathlib.Path, dtype=None, **tokenizer_options):
+def load_hf(path: pathlib.Path, dtype=None, tokenizer_classes=(), **tokenizer_options):
     config_file, vocab_file = path / "config.json", path / "vocab.txt"
     fields = _read_hf_config(config_file)
     tie = fields.pop("tie_word_embeddings")
     if (path / TOKENIZER_FILE).exists():
-        tokenizer = _read_tokenizer(path / TOKENIZER_FILE, tokenizer_options)
+        tokenizer = _read_tokenizer(path / TOKENIZER_FILE, tokenizer_options, tokenizer_classes)
         source, rows, k = path / TOKENIZER_FILE, tokenizer.vocab_size, getattr(tokenizer, "k", 1)
         if fields["vocab_size"] != rows:
             raise CheckpointError(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..inference import POOLINGS, Embedder, InvalidRecordError
-from ..io import output_format, write_embeddings
+from ..io import check_output_not_input, output_format, write_embeddings
 from ..model import with_options
 from ._options import (
     add_devices_option,
@@ -160,6 +160,7 @@ def _embed_to_file(args: argparse.Namespace) -> None:
     """`codonnt-eqx embed FASTA -o OUT`."""
 
     output_format(args.output)  # a bad name fails before the model loads
+    check_output_not_input(args.output, [args.fasta])
     if args.per_token and args.rc_average:
         raise ValueError("--rc-average averages pooled embeddings; it cannot go with --per-token")
     model, tok, description = load_model(args)

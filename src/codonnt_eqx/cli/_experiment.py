@@ -19,7 +19,11 @@ from ..experiments import (
     results_table,
 )
 from ..finetune import TASK_KINDS, TaskKind, load_task
+from ..io import atomic_output, check_folder_not_input
 from ._options import float_above, int_in
+
+# What the experiment writes into --out besides one run folder per arm.
+EXPERIMENT_FILES = ("results.json", "table.md", "command.json", "plot.png")
 
 
 def add_experiment_parser(commands) -> None:
@@ -90,6 +94,10 @@ def _run(args: argparse.Namespace) -> None:
         probe_epochs=args.probe_epochs,
         seed=args.seed,
     )
+    task_files = [spec.rpartition(":")[0] for spec in args.task]
+    check_folder_not_input(
+        args.out, [*args.fasta, *task_files], writes=[*EXPERIMENT_FILES, *args.arms]
+    )
     tasks = _tasks(args.task)  # before any training: a bad table fails now
     bpe_training = []
     if "bpe" in args.arms:  # merges learned from the training parts only
@@ -99,17 +107,14 @@ def _run(args: argparse.Namespace) -> None:
     out = pathlib.Path(args.out)
     rows = compare_tokenizations(arms, args.fasta, out, config, tasks=tasks)
     table = results_table(rows)
-    (out / "table.md").write_text(table)
-    (out / "command.json").write_text(
-        json.dumps(
-            {
-                "args": {k: v for k, v in vars(args).items() if k != "run"},
-                "config": dataclasses.asdict(config),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    command = {
+        "args": {k: v for k, v in vars(args).items() if k != "run"},
+        "config": dataclasses.asdict(config),
+    }
+    with atomic_output(out / "table.md") as tmp:
+        tmp.write_text(table)
+    with atomic_output(out / "command.json") as tmp:
+        tmp.write_text(json.dumps(command, indent=2) + "\n")
     try:
         plot_results(rows, out / "plot.png")
     except ImportError:

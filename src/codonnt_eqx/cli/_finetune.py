@@ -16,6 +16,8 @@ from ..finetune import (
     load_finetuned,
     load_task,
 )
+from ..finetune import RUN_FILES as RUN_FILES
+from ..io import check_folder_not_input, claim_run_folder
 from ._options import add_run_options, float_above, int_in, run_options
 
 
@@ -49,6 +51,7 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
     )
     p.add_argument("--task-type", required=True, choices=TASK_KINDS, help="what the label is")
     p.add_argument("--out", required=True, help="run folder (results, metrics, head/adapters)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
         "--checkpoint",
         default=DEFAULT_MODEL,
@@ -101,6 +104,11 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
 
 def _run(args: argparse.Namespace) -> None:
 
+    inputs = [*args.tasks, args.init_head, args.cache]
+    if os.path.exists(args.checkpoint):
+        inputs.append(args.checkpoint)
+    check_folder_not_input(args.out, inputs, writes=RUN_FILES)
+    claim_run_folder(args.out, RUN_FILES, overwrite=args.overwrite)  # before any work
     task = load_task(
         args.tasks,
         args.task_type,
@@ -132,7 +140,18 @@ def _run(args: argparse.Namespace) -> None:
     model, tok = from_pretrained(args.checkpoint)
     head = None
     if args.init_head:
-        head = load_finetuned(args.init_head, model, tok)[0].head.head
+        initial, info = load_finetuned(args.init_head, model, tok)
+        saved_task = info.get("task") or {}
+        if saved_task.get("kind") not in (None, task.kind) or saved_task.get("classes") not in (
+            None,
+            list(task.classes) if task.classes else None,
+        ):
+            raise ValueError(
+                f"--init-head {args.init_head}: its head was fitted to a {saved_task.get('kind')} "
+                f"task with classes {saved_task.get('classes')}; this task is {task.kind} with "
+                f"classes {list(task.classes) if task.classes else None}"
+            )
+        head = initial.head.head
     shipped = args.checkpoint in SHIPPED_MODELS and not os.path.exists(args.checkpoint)
     print(
         f"model: {args.checkpoint}{' (shipped)' if shipped else ''}, "
@@ -147,6 +166,7 @@ def _run(args: argparse.Namespace) -> None:
         cache=args.cache,
         model_name=args.checkpoint,
         head=head,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     r = result.results

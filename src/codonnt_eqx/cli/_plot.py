@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 
+from ..io import check_output_not_input
 from ..training import plot_metrics
 
 
@@ -16,5 +18,8 @@ def add_plot_parser(commands) -> None:
 
 def _plot_command(args: argparse.Namespace) -> None:
 
+    if args.output:
+        metrics = pathlib.Path(args.metrics)
+        check_output_not_input(args.output, [metrics, metrics / "metrics.jsonl"])
     path = plot_metrics(args.metrics, args.output)
     print(f"wrote {path}")

@@ -6,9 +6,10 @@ import argparse
 
 import jax
 
+from ..io import check_folder_not_input
 from ..model import PRESETS, ModelConfig, preset
 from ..tokenizers import MAX_K, KmerTokenizer
-from ..training import GenomeCorpus, PretrainConfig, pretrain
+from ..training import RUN_FILES, GenomeCorpus, PretrainConfig, pretrain
 from ._options import add_run_options, float_above, int_in, run_options
 
 
@@ -70,6 +71,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             process_id=args.process_id,
         )
 
+    _check_inputs(args)
     tok = KmerTokenizer(args.k, uppercase=True, iupac_to_n=True)
     sizes = (args.layers, args.width, args.heads, args.ffn)
     if any(s is not None for s in sizes) and any(s is None for s in sizes):
@@ -123,3 +125,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             f"tokens ({config.accumulation} micro-batches) on {jax.device_count()} device(s)"
         )
     pretrain(model_config, tok, corpus, args.out, config, resume=args.resume)
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    check_folder_not_input(args.out, args.fasta, writes=RUN_FILES)

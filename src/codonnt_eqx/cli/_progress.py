@@ -6,11 +6,28 @@ import argparse
 import sys
 
 from ..inference import InvalidRecordError
-from ..io import iter_fasta
+from ..io import FastaError, iter_fasta
 
 
 def records(args: argparse.Namespace):
     return iter_fasta(sys.stdin.buffer if args.fasta == "-" else args.fasta)
+
+
+def unique_records(args: argparse.Namespace) -> list:
+    """Every record of the FASTA input, refusing two records of one name: where names are
+    keys (variants name their sequence), picking either would be a silent guess."""
+    seen: dict[str, int] = {}
+    out = []
+    for record in records(args):
+        if record.name in seen:
+            raise FastaError(
+                f"{args.fasta}: record name {record.name!r} appears twice (lines "
+                f"{seen[record.name]} and {record.line}); variants name their sequence, so "
+                "names must be unique"
+            )
+        seen[record.name] = record.line
+        out.append(record)
+    return out
 
 
 def progress(unit: str):

@@ -7,7 +7,7 @@ import sys
 import time
 
 from ..inference import Scorer
-from ..io import read_variants, write_likelihoods, write_variant_scores
+from ..io import check_output_not_input, read_variants, write_likelihoods, write_variant_scores
 from ._options import (
     add_devices_option,
     add_fasta_input,
@@ -17,7 +17,7 @@ from ._options import (
     load_model,
     run_options,
 )
-from ._progress import progress, records
+from ._progress import progress, records, unique_records
 
 
 def add_score_parser(commands) -> None:
@@ -64,6 +64,7 @@ def add_score_parser(commands) -> None:
 def _score_command(args: argparse.Namespace) -> None:
     """`codonnt-eqx score FASTA [--variants TSV] -o OUT.tsv`."""
 
+    check_output_not_input(args.output, [args.fasta, args.variants])
     variants = read_variants(args.variants) if args.variants else None
     model, tok, description = load_model(args)
     print(f"Model: {description}.", file=sys.stderr)
@@ -100,7 +101,7 @@ def _score_command(args: argparse.Namespace) -> None:
             print(f"skipped {line}", file=sys.stderr)
         return
     coding = {"auto": None, "yes": True, "no": False}[args.coding]
-    scores = scorer.score_variants(list(records(args)), variants, coding=coding)
+    scores = scorer.score_variants(unique_records(args), variants, coding=coding)
     failed = [s for s in scores if s.error is not None]
     if failed and not args.skip_invalid:
         shown = "; ".join(

@@ -20,6 +20,10 @@ from ._metrics import spearman as spearman
 from ._metrics import task_metrics as task_metrics
 from ._predictor import Finetuned as Finetuned
 from ._predictor import representation as representation
+from ._provenance import ProvenanceError as ProvenanceError
+from ._provenance import tokenizer_digest as tokenizer_digest
+from ._provenance import weights_digest as weights_digest
+from ._saving import AdapterError as AdapterError
 from ._saving import load_finetuned as load_finetuned
 from ._saving import save_finetuned as save_finetuned
 from ._step import FinetuneStep as FinetuneStep
@@ -32,6 +36,7 @@ from ._tasks import TaskError as TaskError
 from ._tasks import TaskKind as TaskKind
 from ._tasks import TaskSplit as TaskSplit
 from ._tasks import load_task as load_task
+from ._train import RUN_FILES as RUN_FILES
 from ._train import FinetuneResult as FinetuneResult
 from ._train import finetune as finetune
 from ._trainable import MODES as MODES

@@ -4,8 +4,10 @@ safetensors file (plus the whole model, Hugging Face layout, after full fine-tun
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
+import warnings
 from typing import cast
 
 import equinox as eqx
@@ -17,13 +19,18 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from ..checkpoints import from_pretrained, save_pretrained
+from ..errors import InputError
+from ..io import atomic_output
 from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
+from ._adapter import Adapter
 from ._heads import Head, SequenceHead, TokenHead
 from ._ia3 import add_ia3
-from ._lora import add_lora
+from ._lora import LORA_TARGETS, add_lora
 from ._predictor import Finetuned
-from ._trainable import Mode, trainable_filter
+from ._provenance import check_same, tokenizer_digest, weights_digest
+from ._tasks import TASK_KINDS
+from ._trainable import MODES, Mode, trainable_filter
 
 ADAPTER_FILE = "adapter.safetensors"
 _METADATA_KEY = "codonnt_eqx.finetune"
@@ -35,6 +42,12 @@ def _saved_part(finetuned: Finetuned, mode: str):
     head_spec = jax.tree.map(eqx.is_inexact_array, finetuned.head)
     spec = eqx.tree_at(lambda f: f.head, spec, head_spec)
     return eqx.filter(finetuned, spec)
+
+
+def _base_of(model):
+    """`model` without its adapters: the weights an adapter file's digest names."""
+    is_adapter = lambda x: isinstance(x, Adapter)  # noqa: E731
+    return jax.tree.map(lambda x: x.base if is_adapter(x) else x, model, is_leaf=is_adapter)
 
 
 def _named(tree) -> dict[str, np.ndarray]:
@@ -55,12 +68,115 @@ def save_finetuned(
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = _named(_saved_part(finetuned, info["mode"]))
-    tmp = folder / (ADAPTER_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(info)})
-    os.replace(tmp, folder / ADAPTER_FILE)
+    base = finetuned.model if info["mode"] == "full" else _base_of(finetuned.model)
+    info = {
+        **info,
+        "provenance": {
+            **(info.get("provenance") or {}),
+            "base_weights": weights_digest(base),
+            "tokenizer": tokenizer_digest(tokenizer),
+        },
+    }
+    with atomic_output(folder / ADAPTER_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(info)})
     if info["mode"] == "full":
         save_pretrained(finetuned.model, tokenizer, folder / "model")
     return folder / ADAPTER_FILE
+
+
+class AdapterError(InputError):
+    """An adapter folder that cannot be loaded: unreadable, with metadata of the wrong type
+    or range, or arrays that do not fit the structure the metadata describes."""
+
+
+def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
+    """The adapter metadata, every field type- and range-checked against `base`."""
+    try:
+        info = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise AdapterError(f"{source}: fine-tuning metadata is not JSON ({e})") from None
+
+    def fail(field: str, wanted: str, value=None):
+        got = "" if value is None else f", got {value!r}"[:120]
+        raise AdapterError(f"{source}: metadata field {field} must be {wanted}{got}")
+
+    def positive(value, field: str, low: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            fail(field, f"an integer >= {low}", value)
+        return value
+
+    def number(value) -> bool:
+        real = isinstance(value, int | float) and not isinstance(value, bool)
+        return real and math.isfinite(value)
+
+    if not isinstance(info, dict):
+        fail("(top level)", "an object")
+    if info.get("mode") not in MODES:
+        fail("mode", f"one of {list(MODES)}", info.get("mode"))
+    layers = base.config.num_layers
+    layer = info.get("layer")
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -layers - 1 <= layer <= layers:
+        fail("layer", f"an integer in -{layers + 1}..{layers} for this {layers}-layer model", layer)
+    head = info.get("head")
+    if not isinstance(head, dict):
+        fail("head", "an object")
+    if head.get("kind") not in ("sequence", "token"):
+        fail("head.kind", "'sequence' or 'token'", head.get("kind"))
+    task = info.get("task") if isinstance(info.get("task"), dict) else {}
+    task_kind = task.get("kind")
+    if task_kind is not None:
+        if task_kind not in TASK_KINDS:
+            fail("task.kind", f"one of {list(TASK_KINDS)}", task_kind)
+        wanted_head = "token" if task_kind == "per-residue" else "sequence"
+        if head["kind"] != wanted_head:
+            fail("head.kind", f"{wanted_head!r} for a {task_kind} task", head["kind"])
+    if head.get("in_features") != base.config.embed_dim:
+        fail(
+            "head.in_features",
+            f"this model's width {base.config.embed_dim}",
+            head.get("in_features"),
+        )
+    positive(head.get("out_features"), "head.out_features")
+    if head.get("hidden") is not None:
+        positive(head.get("hidden"), "head.hidden")
+    classes = task.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list)
+        or not all(isinstance(c, str) for c in classes)
+        or len(classes) != head["out_features"]
+    ):
+        fail("task.classes", f"a list of {head['out_features']} class names", classes)
+    if info["mode"] == "lora":
+        lora = info.get("lora")
+        if not isinstance(lora, dict):
+            fail("lora", "an object")
+        positive(lora.get("rank"), "lora.rank")
+        alpha = lora.get("alpha")
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, int | float)
+            or not math.isfinite(alpha)
+            or alpha <= 0
+        ):
+            fail("lora.alpha", "a positive number", alpha)
+        targets = lora.get("targets")
+        if (
+            not isinstance(targets, list)
+            or not targets
+            or not all(isinstance(t, str) and t in LORA_TARGETS for t in targets)
+        ):
+            fail("lora.targets", f"a list of some of {list(LORA_TARGETS)}", targets)
+    for field in ("label_mean", "label_std"):
+        value = info.get(field, 0.0 if field == "label_mean" else 1.0)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            fail(field, "a finite number", value)
+    if not info.get("label_std", 1.0) > 0:
+        fail("label_std", "positive", info.get("label_std"))
+    return info
 
 
 def _template(base: NucleotideTransformer, info: dict, special_ids) -> Finetuned:
@@ -83,7 +199,11 @@ def _template(base: NucleotideTransformer, info: dict, special_ids) -> Finetuned
 
 
 def load_finetuned(
-    folder: str | os.PathLike, base: NucleotideTransformer, tokenizer: Tokenizer
+    folder: str | os.PathLike,
+    base: NucleotideTransformer,
+    tokenizer: Tokenizer,
+    *,
+    check_base: bool = True,
 ) -> tuple[Finetuned, dict]:
     """Rebuild a fine-tuned predictor from `save_finetuned`'s folder.
 
@@ -93,38 +213,100 @@ def load_finetuned(
     - `base`: the base model the adapters were trained on (ignored after full fine-tuning,
       whose model is read from `folder/model`). It is not modified.
     - `tokenizer`: the model's tokenizer (its special ids are pooled out).
+    - `check_base`: refuse a `base` or `tokenizer` whose digest differs from the one the
+      adapter recorded (`ProvenanceError`, both digests named). Turn off only to apply a head
+      to another model on purpose.
 
-    **Returns:** `(finetuned, info)`. Every saved array must match the rebuilt structure by
-    name, shape and dtype, or `ValueError` says which does not.
+    **Returns:** `(finetuned, info)`. Every metadata field is type- and range-checked and every
+    saved array must match the structure it describes by name, shape and dtype (compared
+    before anything is allocated), or `AdapterError` says which does not.
     """
 
     folder = pathlib.Path(folder)
-    with safe_open(str(folder / ADAPTER_FILE), framework="numpy") as f:
-        metadata = f.metadata() or {}
-        if _METADATA_KEY not in metadata:
-            raise ValueError(f"{folder / ADAPTER_FILE} has no fine-tuning metadata")
-        info = json.loads(metadata[_METADATA_KEY])
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    file = folder / ADAPTER_FILE
+    source = str(file)
+    if not file.is_file():
+        raise AdapterError(f"{source}: no such file (not a fine-tuning run folder?)")
+    try:
+        with safe_open(source, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            saved_shapes = {}
+            for name in f.keys():
+                piece = f.get_slice(name)
+                saved_shapes[name] = (tuple(piece.get_shape()), str(piece.get_dtype()))
+    except Exception as e:  # safetensors raises its own errors for a corrupt header
+        raise AdapterError(f"{source}: not a readable safetensors file ({e})") from None
+    if _METADATA_KEY not in metadata:
+        raise AdapterError(f"{source} has no fine-tuning metadata")
+    info = _read_info(metadata[_METADATA_KEY], source, base)
     if info["mode"] == "full":
-        base, _ = from_pretrained(folder / "model")
-    template = _template(base, info, sorted(tokenizer.special_ids))
-    saved = _saved_part(template, info["mode"])
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(saved)
-    names = [jax.tree_util.keystr(path) for path, _ in leaves]
-    missing = sorted(set(names) - set(tensors))
-    extra = sorted(set(tensors) - set(names))
+        base, _ = from_pretrained(folder / "model", tokenizer_classes=[type(tokenizer)])
+    provenance = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
+    if check_base:
+        if not provenance:
+            warnings.warn(
+                f"{source} records no digest of its base model (written by an older version); "
+                "it is loaded unchecked",
+                stacklevel=2,
+            )
+        elif info["mode"] != "full":
+            check_same(
+                "base weights",
+                provenance.get("base_weights"),
+                weights_digest(base),
+                source,
+                "load it with the model it was trained on (check_base=False to override)",
+            )
+        check_same(
+            "tokenizer",
+            provenance.get("tokenizer"),
+            tokenizer_digest(tokenizer),
+            source,
+            "load it with the model's own tokenizer",
+        )
+    special = sorted(tokenizer.special_ids)
+    # Shapes first, from the metadata and the file header alone: a corrupt or hostile rank
+    # or width is refused before anything of that size is allocated.
+    shaped = eqx.filter_eval_shape(
+        lambda b: _saved_part(_template(b, info, special), info["mode"]), base
+    )
+    leaves = jax.tree_util.tree_flatten_with_path(shaped)[0]
+    wanted = {
+        jax.tree_util.keystr(path): (tuple(leaf.shape), _dtype_name(leaf.dtype))
+        for path, leaf in leaves
+    }
+    missing = sorted(set(wanted) - set(saved_shapes))
+    extra = sorted(set(saved_shapes) - set(wanted))
     if missing or extra:
-        raise ValueError(
-            f"{folder / ADAPTER_FILE} does not match the {info['mode']} structure: "
+        raise AdapterError(
+            f"{source} does not match the {info['mode']} structure its metadata describes: "
             f"missing {missing[:3]}, unexpected {extra[:3]}"
         )
-    new = []
-    for name, (_, leaf) in zip(names, leaves, strict=True):
-        array = tensors[name]
-        if array.shape != leaf.shape or array.dtype != leaf.dtype:
-            raise ValueError(
-                f"{name}: saved {array.dtype}{list(array.shape)}, the model needs "
-                f"{leaf.dtype}{list(leaf.shape)}"
+    for name, (shape, dtype) in wanted.items():
+        if saved_shapes[name] != (shape, dtype):
+            s_shape, s_dtype = saved_shapes[name]
+            raise AdapterError(
+                f"{source}: {name} is saved as {s_dtype}{list(s_shape)}, the metadata and model "
+                f"need {dtype}{list(shape)}"
             )
-        new.append(jnp.asarray(array))
+    template = _template(base, info, special)
+    saved = _saved_part(template, info["mode"])
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(saved)
+    try:
+        with safe_open(source, framework="numpy") as f:
+            new = [jnp.asarray(f.get_tensor(jax.tree_util.keystr(path))) for path, _ in leaves]
+    except Exception as e:
+        raise AdapterError(f"{source}: unreadable arrays ({e})") from None
+    for (path, _), array in zip(leaves, new, strict=True):
+        if not bool(jnp.all(jnp.isfinite(array))):
+            raise AdapterError(f"{source}: {jax.tree_util.keystr(path)} holds NaN or infinity")
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), template), info
+
+
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+
+def _dtype_name(dtype) -> str:
+    """A dtype as safetensors' header names it."""
+    name = np.dtype(dtype).name
+    return _SAFETENSORS_DTYPES.get(name, name)

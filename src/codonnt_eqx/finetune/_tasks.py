@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import read_fasta
 from ..tokenizers import STOP_CODONS
 
@@ -43,7 +44,7 @@ _SPLIT_COLUMNS = ("split", "set", "fold", "partition")
 _FASTA_SUFFIXES = (".fna", ".fa", ".fasta", ".ffn")
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """Task data that cannot be used as asked: names the file, the row and what is wrong."""
 
 

@@ -20,6 +20,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from ..io import atomic_output, claim_run_folder
 from ..model import NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
 from ..training import MetricsLog, progress_bar
@@ -30,10 +31,14 @@ from ._ia3 import add_ia3
 from ._lora import add_lora
 from ._metrics import PRIMARY_METRIC, task_metrics
 from ._predictor import Finetuned, keep_mask, representation
-from ._saving import save_finetuned
+from ._provenance import tokenizer_digest, weights_digest
+from ._saving import ADAPTER_FILE, save_finetuned
 from ._step import feature_forward, make_step, sequence_forward
 from ._tasks import SPLITS, Task, TaskKind
 from ._trainable import trainable_filter
+
+# What a run writes into its `out` folder.
+RUN_FILES = ("results.json", "metrics.jsonl", ADAPTER_FILE, "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,7 @@ def finetune(
     cache: str | os.PathLike | None = None,
     model_name: str = "",
     head: Head | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> FinetuneResult:
@@ -76,6 +82,8 @@ def finetune(
     - `head`: a trained `Head` to start from instead of a random one, e.g. a probe's
       (`load_finetuned(probe_run, ...)[0].head.head`): fine-tuning after a linear probe
       (LP-FT), so that the few fine-tuning steps are not spent fitting the head from scratch.
+    - `overwrite`: replace an earlier run in `out` (its `results.json`, `metrics.jsonl` or
+      adapter); without it such a folder is refused with `OutputError` before any work.
     - `progress`: show a progress bar; `log`: where messages go.
 
     **Returns:** a `FinetuneResult`.
@@ -91,7 +99,7 @@ def finetune(
     started = time.perf_counter()
     out = pathlib.Path(out) if out is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_run_folder(out, RUN_FILES, overwrite=overwrite)
     kind = task.kind
     if kind == "regression":
         train_labels = np.asarray(task.train.labels)
@@ -151,8 +159,13 @@ def finetune(
         kind, task, config, optimizer, mean, std, metrics_log, progress, log, tokenizer.pad_id
     )
     if config.mode == "probe":
+        cache_key = None
+        if cache is not None:
+            cache_key = (cache, weights_digest(base), tokenizer_digest(tokenizer))
         features = {
-            s: _probe_features(base, data[s], kind, config, special, cache, tokenizer.pad_id)
+            s: _probe_features(
+                base, data[s], kind, config, special, cache_key, tokenizer.pad_id, log
+            )
             for s in SPLITS
         }
         log(
@@ -211,31 +224,35 @@ def finetune(
     }
     if out is not None:
         save_finetuned(out, finetuned, tokenizer, info)
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        with atomic_output(out / "results.json") as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
     metrics_log({"split": "test", "epoch": best["epoch"], **best["test"]})
     finetuned = with_options(finetuned, **dataclasses.asdict(RunOptions()))
     return FinetuneResult(finetuned, best["validation"], best["test"], results)
 
 
-def _probe_features(model, data: Encoded, kind, config, special, cache, pad_id):
+def _probe_features(model, data: Encoded, kind, config, special, cache_key, pad_id, log):
     """(features [rows, embed], targets [rows]): pooled per sequence, or one row per labelled
     residue; computed once per model, layer and sequences, optionally cached on disk (the
     representations only: targets always come from `data`, so tasks on the same sequences
     share a cache and keep their own labels)."""
     labelled_rows = data.targets >= 0 if kind == "per-residue" else None
+    expected_rows = int(labelled_rows.sum()) if labelled_rows is not None else len(data.tokens)
     path = cached = None
-    if cache is not None:
-        digest = hashlib.sha256()
-        for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)):
-            digest.update(np.asarray(leaf).tobytes())
-        digest.update(json.dumps([config.layer, config.dtype, kind, special]).encode())
-        digest.update(data.tokens.tobytes())
+    if cache_key is not None:
+        cache, weights, tokens = cache_key
+        inputs = hashlib.sha256(data.tokens.tobytes())
         if labelled_rows is not None:  # which residues get a row
-            digest.update(np.packbits(labelled_rows).tobytes())
-        path = pathlib.Path(cache) / f"representations-{digest.hexdigest()[:24]}.npz"
-        if path.exists():
-            with np.load(path) as saved:
-                cached = saved["features"]
+            inputs.update(np.packbits(labelled_rows).tobytes())
+        provenance = {
+            "base_weights": weights,
+            "tokenizer": tokens,
+            "settings": json.dumps([config.layer, config.dtype, kind, list(special)]),
+            "inputs": inputs.hexdigest()[:16],
+        }
+        key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:24]
+        path = pathlib.Path(cache) / f"representations-{key}.npz"
+        cached = _read_cache(path, provenance, expected_rows, model.config.embed_dim, log)
 
     @eqx.filter_jit
     def embed(model, tokens):
@@ -264,8 +281,38 @@ def _probe_features(model, data: Encoded, kind, config, special, cache, pad_id):
     features = np.concatenate(rows).astype(np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, features=features)
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, features=features, provenance=json.dumps(provenance, sort_keys=True))
     return features, targets
+
+
+def _read_cache(path: pathlib.Path, provenance: dict, rows: int, width: int, log):
+    """The cached representations at `path`, or None (missing, or failing any check: then
+    they are recomputed and the file replaced). A cache is derived data: a bad one is
+    reported and rebuilt, never used."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            features = saved["features"]
+            recorded = json.loads(str(saved["provenance"]))
+    except Exception as e:  # truncated, not a zip, wrong keys: all mean "rebuild it"
+        log(f"representation cache {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+        return None
+    problem = None
+    if recorded != provenance:
+        differ = sorted(k for k in provenance if recorded.get(k) != provenance[k])
+        problem = "made from other " + ", ".join(
+            f"{k} ({recorded.get(k)} there, {provenance[k]} here)" for k in differ
+        )
+    elif features.dtype != np.float32 or features.shape != (rows, width):
+        problem = f"holds {features.dtype}{list(features.shape)}, not float32[{rows}, {width}]"
+    elif not np.isfinite(features).all():
+        problem = "holds NaN or infinity"
+    if problem is not None:
+        log(f"representation cache {path} {problem}; recomputing")
+        return None
+    return features
 
 
 def _feature_batches(features, targets, batch_size, rng):

@@ -197,9 +197,16 @@ class Scorer:
         """Zero-shot scores of `variants` against `references` (name -> sequence, or FASTA
         records). `coding`: whether the references are in-frame coding sequences (for
         `consequence`); None decides per sequence with `looks_coding`. Variants that cannot
-        be scored come back with `error` set, never raise."""
+        be scored come back with `error` set, never raise; two references of one name are
+        a `ValueError` (which one a variant meant would be a guess)."""
         if not isinstance(references, Mapping):
-            references = dict(name_and_sequence(r, i) for i, r in enumerate(references))
+            named: dict[str, str] = {}
+            for i, r in enumerate(references):
+                name, sequence = name_and_sequence(r, i)
+                if name in named:  # variants name their sequence: either would be a guess
+                    raise ValueError(f"two reference sequences are named {name!r}")
+                named[name] = sequence
+            references = named
         tokenized: dict[str, tuple] = {}
         plans, rows = [], []
         for variant in variants:

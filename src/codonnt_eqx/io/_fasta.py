@@ -8,24 +8,28 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
+
+from ..errors import InputError
 
 # Binary streams a user passes (sys.stdin.buffer, open(..., 'rb'), io.BytesIO, gzip files).
 BinaryStream = io.RawIOBase | io.BufferedIOBase | BinaryIO
 
 
-class FastaError(ValueError):
+class FastaError(InputError):
     """A malformed FASTA file; the message names the file and the line."""
 
 
 @dataclass(frozen=True)
 class FastaRecord:
-    """One FASTA record: `name` is the header's first word, `description` the rest."""
+    """One FASTA record: `name` is the header's first word, `description` the rest, `line`
+    the header's line number in its file (1-based; 0 when not read from a file)."""
 
     name: str
     description: str
     sequence: str
+    line: int = field(default=0, compare=False)
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -99,7 +103,7 @@ def iter_fasta(source: str | os.PathLike | BinaryStream) -> Iterator[FastaRecord
         name, description, line_no = header
         if not chunks:
             raise FastaError(f"{path}, line {line_no}: record {name!r} has no sequence")
-        return FastaRecord(name, description, "".join(chunks))
+        return FastaRecord(name, description, "".join(chunks), line_no)
 
     try:
         with _lines(source) as f:

@@ -16,7 +16,9 @@ from ._protocol import SequenceError as SequenceError
 from ._protocol import SequenceTooLongError as SequenceTooLongError
 from ._protocol import Tokenizer as Tokenizer
 from ._protocol import prepends_cls as prepends_cls
+from ._registry import register_tokenizer as register_tokenizer
 from ._saving import TOKENIZER_FILE as TOKENIZER_FILE
+from ._saving import TokenizerRecordError as TokenizerRecordError
 from ._saving import load_tokenizer as load_tokenizer
 from ._saving import save_tokenizer as save_tokenizer
 from ._saving import tokenizer_from_record as tokenizer_from_record

@@ -9,6 +9,14 @@ import numpy as np
 from jaxtyping import Int
 
 
+def check_flags(**flags) -> None:
+    """`TypeError` unless every flag (`prepend_cls`, `uppercase`, ...) is a real bool: a
+    config read from a file may hold `"false"`, which is truthy."""
+    for name, value in flags.items():
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 class TokenizerBase:
     """A base for tokenizers whose vocabulary holds the six specials by name.
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Int
 
-from ._base import TokenizerBase
+from ._base import TokenizerBase, check_flags
 from ._validation import (
     NUCLEOTIDES,
     SPECIALS,
@@ -140,6 +140,7 @@ class BPETokenizer(TokenizerBase):
         self._hf_tokenizer = _hf_bpe(vocabulary, merges)
         self._vocabulary = tuple(vocabulary)
         self._nucleotides_per_token = float(nucleotides_per_token)
+        check_flags(prepend_cls=prepend_cls, uppercase=uppercase, iupac_to_n=iupac_to_n)
         self._prepend_cls, self._uppercase, self._iupac_to_n = prepend_cls, uppercase, iupac_to_n
         self._ids = {token: i for i, token in enumerate(self._vocabulary)}
         self._special_ids = frozenset(range(len(SPECIALS)))

@@ -10,7 +10,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from jaxtyping import Int
 
-from ._base import TokenizerBase
+from ._base import TokenizerBase, check_flags
 from ._protocol import SequenceError
 from ._validation import (
     NUCLEOTIDES,
@@ -74,6 +74,7 @@ class CodonTokenizer(TokenizerBase):
             raise ValueError(f"frame must be 0, 1 or 2, got {frame!r}")
         if partial not in _PARTIAL:
             raise ValueError(f"partial must be one of {_PARTIAL}, got {partial!r}")
+        check_flags(prepend_cls=prepend_cls, uppercase=uppercase, iupac_to_n=iupac_to_n)
         self._frame, self._partial, self._prepend_cls = frame, partial, bool(prepend_cls)
         self._uppercase, self._iupac_to_n = bool(uppercase), bool(iupac_to_n)
         self._vocabulary = _codon_vocabulary()

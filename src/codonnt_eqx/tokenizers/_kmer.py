@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from jaxtyping import Int
 
-from ._base import TokenizerBase
+from ._base import TokenizerBase, check_flags
 from ._validation import (
     N_CODE,
     NUCLEOTIDES,
@@ -81,6 +81,7 @@ class KmerTokenizer(TokenizerBase):
         if layout not in ("v1", "v2"):
             raise ValueError(f"layout must be 'v1' or 'v2', got {layout!r}")
         # Read-only (properties below): the lookup tables are built from them once.
+        check_flags(prepend_cls=prepend_cls, uppercase=uppercase, iupac_to_n=iupac_to_n)
         self._k, self._layout, self._prepend_cls = k, layout, prepend_cls
         self._uppercase, self._iupac_to_n = uppercase, iupac_to_n
         self._vocabulary = _kmer_vocabulary(k, layout)

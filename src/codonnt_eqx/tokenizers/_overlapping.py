@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Int
 
-from ._base import TokenizerBase
+from ._base import TokenizerBase, check_flags
 from ._protocol import SequenceError
 from ._validation import (
     N_CODE,
@@ -64,6 +64,7 @@ class OverlappingKmerTokenizer(TokenizerBase):
             raise TypeError(f"k must be an int, got {k!r}")
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be an integer in 1..{MAX_K} (vocabulary 4^k), got {k!r}")
+        check_flags(prepend_cls=prepend_cls, uppercase=uppercase, iupac_to_n=iupac_to_n)
         self._k, self._prepend_cls = k, prepend_cls
         self._uppercase, self._iupac_to_n = uppercase, iupac_to_n
         kmers = ["".join(p) for p in itertools.product(NUCLEOTIDES, repeat=k)]

@@ -7,6 +7,7 @@ from ._config import PretrainConfig as PretrainConfig
 from ._data import CorpusError as CorpusError
 from ._data import GenomeCorpus as GenomeCorpus
 from ._errors import TrainingError as TrainingError
+from ._loop import RUN_FILES as RUN_FILES
 from ._loop import PretrainResult as PretrainResult
 from ._loop import pretrain as pretrain
 from ._loss import LossMetrics as LossMetrics

@@ -16,8 +16,10 @@ from typing import Any, cast
 import equinox as eqx
 import jax
 
+from ..errors import InputError
 
-class TrainingCheckpointError(ValueError):
+
+class TrainingCheckpointError(InputError):
     """A checkpoint folder that cannot be resumed from (another run's, or unreadable)."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
 
+from ..errors import InputError
 from ..io import BinaryStream, FastaError, read_fasta
 from ..tokenizers import IUPAC_AMBIGUITY, Tokenizer
 
@@ -41,7 +42,7 @@ _STREAM = 0x636F646F6E6E74
 _MAX_DRAWS = 10_000
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """A corpus that cannot be built or sampled; the message names the file (and record)."""
 
 

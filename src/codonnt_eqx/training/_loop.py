@@ -54,6 +54,10 @@ def _identity(model_config, config, tokenizer, corpus) -> dict:
     }
 
 
+# What a run writes into its folder.
+RUN_FILES = ("checkpoints", "metrics.jsonl", "model")
+
+
 def pretrain(
     model_config: ModelConfig,
     tokenizer: Tokenizer,

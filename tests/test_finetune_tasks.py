@@ -93,14 +93,25 @@ def test_tokenizer_without_one_token_per_codon_is_refused(tmp_path):
 
 def test_files_per_split_fasta_and_carved_validation(tmp_path):
     (tmp_path / "train.fna").write_text(
-        "".join(f">{'ab'[i % 2]}\nATGAAA{'C' * i}\n" for i in range(10))
+        "".join(f">seq{i}|x|{'ab'[i % 2]}\nATGAAA{'C' * i}\n" for i in range(10))
     )
     with gzip.open(tmp_path / "test.fna.gz", "wt") as f:
-        f.write(">b\nATGCCC\n>a\nATGTTT\n")
-    task = load_task([tmp_path / "train.fna", tmp_path / "test.fna.gz"], "classification")
+        f.write(">t1|b\nATGCCC\n>t2 some words|a\nATGTTT\n")
+    files = [tmp_path / "train.fna", tmp_path / "test.fna.gz"]
+    task = load_task(files, "classification")  # the label follows the last '|'
     assert task.classes == ("a", "b")
     assert (len(task.train), len(task.validation), len(task.test)) == (9, 1, 2)
     np.testing.assert_array_equal(task.test.labels, [1, 0])
+    # another field, or a pattern, read other header layouts
+    assert load_task(files, "classification", label_field=-1).classes == ("a", "b")
+    with pytest.raises(TaskError, match=r"test.fna.gz, line 1: header has 2 '\|'-separated"):
+        load_task(files, "classification", label_field=2)
+    by_pattern = load_task(files, "classification", label_pattern=r"[|]([ab])$")
+    assert by_pattern.train.names[0].startswith("train.fna:")
+    (tmp_path / "test.fna.gz").unlink()
+    (tmp_path / "test.fna").write_text(">t1|b\nATGCCC\n>no_label\nATGTTT\n")
+    with pytest.raises(TaskError, match=r"test.fna, line 3: header 'no_label' has no label"):
+        load_task([tmp_path / "train.fna", tmp_path / "test.fna"], "classification")
 
 
 def test_parquet_and_named_columns(tmp_path):

@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codonnt_eqx import Scorer, Variant, pseudo_log_likelihood, read_variants, score_variants
+from codonnt_eqx import (
+    InputError,
+    Scorer,
+    Variant,
+    pseudo_log_likelihood,
+    read_variants,
+    score_variants,
+)
 from codonnt_eqx.inference._consequence import consequence, looks_coding
 from helpers import TOKENIZERS, V2, perturbed_model
 
@@ -145,6 +152,9 @@ def test_variant_tables_are_read_with_or_without_a_header(tmp_path):
     assert read_variants(table) == [Variant("g1", 3, "A", "C")]
     table.write_text("g1\t3\tA\tC\ng1\tthree\tA\tC\n")
     with pytest.raises(ValueError, match="line 2: position 'three'"):
+        read_variants(table)
+    table.write_text("g1\tthree\tA\tC\ng1\t3\tA\tC\n")  # not a header: its words are not
+    with pytest.raises(InputError, match="line 1: position 'three'"):
         read_variants(table)
     table.write_text("g1\t0\tA\tC\n")
     with pytest.raises(ValueError, match="1-based"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 
 from ..checkpoints import DEFAULT_MODEL, SHIPPED_MODELS, from_pretrained
@@ -46,8 +47,10 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
     p.add_argument(
         "tasks",
         nargs="+",
-        help="a table (.csv/.tsv/.parquet) with sequence, label and split columns, or one "
-        "file per split (train.*, val.*, test.*; FASTA files hold the label as the header)",
+        help="a task folder (train.fna, val.fna, test.fna and any further named test sets, "
+        "as InstaDeepAI/true-cds-protein-tasks publishes them), a table (.csv/.tsv/.parquet) "
+        "with sequence, label and split columns, or one file per split (train.*, val.*, "
+        "test.*); FASTA headers hold the label after their last '|' (>name|label)",
     )
     p.add_argument("--task-type", required=True, choices=TASK_KINDS, help="what the label is")
     p.add_argument("--out", required=True, help="run folder (results, metrics, head/adapters)")
@@ -93,6 +96,16 @@ def _arguments(p: argparse.ArgumentParser, *, with_mode: bool) -> None:
     data.add_argument("--sequence-column")
     data.add_argument("--label-column")
     data.add_argument("--split-column")
+    labels = data.add_mutually_exclusive_group()
+    labels.add_argument(
+        "--label-field",
+        type=int,
+        help="FASTA: take the label from this '|'-separated header field (0-based; -1: last)",
+    )
+    labels.add_argument(
+        "--label-pattern",
+        help="FASTA: a regular expression whose first group (or whole match) is the label",
+    )
     data.add_argument(
         "--validation-fraction",
         type=float_above(0.0, 1.0),
@@ -116,6 +129,8 @@ def _run(args: argparse.Namespace) -> None:
         sequence_column=args.sequence_column,
         label_column=args.label_column,
         split_column=args.split_column,
+        label_field=args.label_field,
+        label_pattern=args.label_pattern,
         validation_fraction=args.validation_fraction,
         seed=args.seed,
     )
@@ -176,4 +191,17 @@ def _run(args: argparse.Namespace) -> None:
         f"{r['seconds']:.0f} s"
     )
     print("test: " + json.dumps({k: round(v, 4) for k, v in result.test.items()}))
+    for name, metrics in result.extra_tests.items():
+        print(f"test set {name}: " + json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     print(f"wrote {os.path.join(args.out, 'results.json')}, metrics.jsonl, adapter.safetensors")
+    undefined = [
+        f"{split} {k}"
+        for split, metrics in [("test", result.test), *result.extra_tests.items()]
+        for k, v in metrics.items()
+        if not math.isfinite(v)
+    ]
+    if undefined:  # written above, but not a result: say so in the exit status
+        raise ValueError(
+            f"undefined metrics ({', '.join(undefined)}): the predictions are constant; "
+            "see metrics.jsonl (a higher learning rate or more epochs may help)"
+        )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ..accelerators import AcceleratorUnavailableError
@@ -15,6 +18,7 @@ from ._plan import add_plan_parser
 from ._plot import add_plot_parser
 from ._pretrain import add_pretrain_parser
 from ._score import add_score_parser
+from ._signals import Signalled, on_signal
 from ._tokenize import add_tokenize_parser
 
 
@@ -35,20 +39,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (argument errors exit with 2)."""
+    """Run the command line; returns the exit status: 0, 1 for an error, 2 for bad arguments,
+    130 after SIGINT (Ctrl-C) and 143 after SIGTERM, with no partial output left behind."""
     args = build_parser().parse_args(argv)
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         args.run(args)
     except BrokenPipeError:  # `codonnt-eqx ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 1
-    except KeyboardInterrupt:
-        print("codonnt-eqx: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Signalled) else signal.SIGINT
+        name = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"codonnt-eqx: {name}; no partial output was kept", file=sys.stderr)
+        return 128 + signum
     except (OSError, ValueError, TrainingError, AcceleratorUnavailableError) as e:
         print(f"codonnt-eqx: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
     return 0
+
+
+def run() -> None:
+    """The `codonnt-eqx` executable: `main`, then exit. After a signal the process ends at
+    once (`os._exit`, output flushed): unwinding the interpreter while XLA's threads are
+    still running can crash it at exit and turn status 130 into a segmentation fault."""
+    code = main()
+    if code >= 128:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def _one_line(error: Exception) -> str:

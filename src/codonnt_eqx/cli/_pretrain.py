@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 import jax
 
@@ -11,6 +12,7 @@ from ..model import PRESETS, ModelConfig, preset
 from ..tokenizers import MAX_K, KmerTokenizer
 from ..training import RUN_FILES, GenomeCorpus, PretrainConfig, pretrain
 from ._options import add_run_options, float_above, int_in, run_options
+from ._signals import Signalled
 
 
 def add_pretrain_parser(commands) -> None:
@@ -124,7 +126,9 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             f"{model_config.num_heads} heads; batch {config.batch_size} x {config.seq_length} "
             f"tokens ({config.accumulation} micro-batches) on {jax.device_count()} device(s)"
         )
-    pretrain(model_config, tok, corpus, args.out, config, resume=args.resume)
+    result = pretrain(model_config, tok, corpus, args.out, config, resume=args.resume)
+    if result.signal is not None:  # stopped cleanly with a checkpoint: exit as signalled
+        raise Signalled(signal.Signals[result.signal])
 
 
 def _check_inputs(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ from ._predictor import Finetuned, keep_mask, representation
 from ._provenance import tokenizer_digest, weights_digest
 from ._saving import ADAPTER_FILE, save_finetuned
 from ._step import feature_forward, make_step, sequence_forward
-from ._tasks import SPLITS, Task, TaskKind
+from ._tasks import Task, TaskKind
 from ._trainable import trainable_filter
 
 # What a run writes into its `out` folder.
@@ -44,12 +44,14 @@ RUN_FILES = ("results.json", "metrics.jsonl", ADAPTER_FILE, "model")
 @dataclasses.dataclass(frozen=True)
 class FinetuneResult:
     """What `finetune` returns: the predictor at its best validation epoch, the metrics of
-    the validation and test splits there, and the run's summary (also in `results.json`)."""
+    the validation and test splits there (and of each extra test set, by name), and the run's
+    summary (also in `results.json`)."""
 
     finetuned: Finetuned
     validation: dict
     test: dict
     results: dict
+    extra_tests: dict = dataclasses.field(default_factory=dict)
 
 
 def finetune(
@@ -116,7 +118,7 @@ def finetune(
             label_mean=mean,
             label_std=std,
         )
-        for s in SPLITS
+        for s in task.split_names
     }
     key = jr.key(config.seed)
     k_head, k_lora = jr.split(key)
@@ -166,7 +168,7 @@ def finetune(
             s: _probe_features(
                 base, data[s], kind, config, special, cache_key, tokenizer.pad_id, log
             )
-            for s in SPLITS
+            for s in task.split_names
         }
         log(
             f"representations of layer {config.layer} computed "
@@ -208,7 +210,7 @@ def finetune(
     results = {
         "task": task.name,
         "kind": kind,
-        "sizes": {s: len(task.split(s)) for s in SPLITS},
+        "sizes": {s: len(task.split(s)) for s in task.split_names},
         "model": model_name,
         "model_parameters": base.num_parameters(),
         "trainable_parameters": count(eqx.filter(trainable, eqx.is_inexact_array))
@@ -219,6 +221,7 @@ def finetune(
         "epochs_run": best["epochs_run"],
         "validation": best["validation"],
         "test": best["test"],
+        "extra_tests": best["extra_tests"],
         "seconds": time.perf_counter() - started,
         "backend": jax.default_backend(),
     }
@@ -227,8 +230,10 @@ def finetune(
         with atomic_output(out / "results.json") as tmp:
             tmp.write_text(json.dumps(results, indent=2) + "\n")
     metrics_log({"split": "test", "epoch": best["epoch"], **best["test"]})
+    for name, metrics in best["extra_tests"].items():
+        metrics_log({"split": f"test:{name}", "epoch": best["epoch"], **metrics})
     finetuned = with_options(finetuned, **dataclasses.asdict(RunOptions()))
-    return FinetuneResult(finetuned, best["validation"], best["test"], results)
+    return FinetuneResult(finetuned, best["validation"], best["test"], results, best["extra_tests"])
 
 
 def _probe_features(model, data: Encoded, kind, config, special, cache_key, pad_id, log):
@@ -461,14 +466,18 @@ def _fit(forward, module, data, fitting: _Fitting, *, probe: bool):
             bar.close()
     trainable = best["params"] if best["params"] is not None else trainable
     test = evaluate("test")
+    extra_tests = {name: evaluate(f"test:{name}") for name, _ in task.extra_tests}
     best_module = eqx.combine(trainable, frozen)
     log(
         f"best epoch {best['epoch']}: validation {metric} {best['score']:.4f}; test "
         + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
     )
+    for name, metrics in extra_tests.items():
+        log(f"  test set {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return best_module, {
         "epoch": best["epoch"],
         "epochs_run": epoch,
         "validation": best["validation"],
         "test": test,
+        "extra_tests": extra_tests,
     }

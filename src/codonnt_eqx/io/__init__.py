@@ -12,6 +12,7 @@ from ._output_policy import OutputError as OutputError
 from ._output_policy import check_folder_not_input as check_folder_not_input
 from ._output_policy import check_output_not_input as check_output_not_input
 from ._output_policy import claim_run_folder as claim_run_folder
+from ._variant_files import VariantFileError as VariantFileError
 from ._variant_files import read_variants as read_variants
 from ._variant_files import write_likelihoods as write_likelihoods
 from ._variant_files import write_variant_scores as write_variant_scores

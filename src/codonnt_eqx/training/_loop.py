@@ -34,11 +34,12 @@ from ._step import MaskedLM, make_train_step
 @dataclasses.dataclass(frozen=True)
 class PretrainResult:
     """What `pretrain` returns: the final model, the last step run, and why it stopped
-    (`"done"`, `"signal"`)."""
+    (`"done"`, `"signal"`, and then `signal`: `"SIGINT"` or `"SIGTERM"`)."""
 
     model: NucleotideTransformer
     step: int
     stopped: str
+    signal: str | None = None
 
 
 def _identity(model_config, config, tokenizer, corpus) -> dict:
@@ -273,7 +274,7 @@ def pretrain(
             log(f"final model (Hugging Face layout): {out / 'model'}")
     checkpoints.close()
     model = with_options(model, **dataclasses.asdict(RunOptions()))
-    return PretrainResult(model, step, "signal" if stop["signal"] else "done")
+    return PretrainResult(model, step, "signal" if stop["signal"] else "done", stop["signal"])
 
 
 def _check_compatible(model_config: ModelConfig, tokenizer: Tokenizer, config: PretrainConfig):

@@ -79,9 +79,10 @@ class TrainingCheckpoints:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
-        except (ValueError, KeyError, FileNotFoundError) as e:
+        except Exception as e:  # orbax and tensorstore raise many kinds for a damaged folder
             raise TrainingCheckpointError(
-                f"{self.directory / str(step)}: cannot restore ({e})"
+                f"{self.directory / str(step)}: corrupt checkpoint, cannot restore "
+                f"({type(e).__name__}: {_short(e)})"
             ) from e
         state = eqx.combine(jax.tree.unflatten(treedef, list(cast(Any, restored).state)), static)
         return state, meta
@@ -94,10 +95,15 @@ class TrainingCheckpoints:
                 step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
             )
             meta = cast(Any, restored).meta
-        except (ValueError, KeyError, FileNotFoundError) as e:
+        except Exception as e:  # orbax and tensorstore raise many kinds for a damaged folder
             raise TrainingCheckpointError(
-                f"{self.directory / str(step)}: unreadable checkpoint ({e})"
+                f"{self.directory / str(step)}: corrupt checkpoint, unreadable metadata "
+                f"({type(e).__name__}: {_short(e)})"
             ) from e
+        if not isinstance(meta, dict):
+            raise TrainingCheckpointError(
+                f"{self.directory / str(step)}: corrupt checkpoint, metadata is not an object"
+            )
         if meta.get("identity") != self.identity:
             diff = _difference(meta.get("identity"), self.identity)
             raise TrainingCheckpointError(
@@ -108,6 +114,11 @@ class TrainingCheckpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _short(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _orbax():

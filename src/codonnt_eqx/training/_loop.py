@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from ..checkpoints import save_pretrained
 from ..model import ModelConfig, NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
-from ._checkpoint import TrainingCheckpoints
+from ._checkpoint import TrainingCheckpointError, TrainingCheckpoints
 from ._config import PretrainConfig
 from ._data import GenomeCorpus
 from ._errors import TrainingError
@@ -57,6 +57,22 @@ def _identity(model_config, config, tokenizer, corpus) -> dict:
 
 # What a run writes into its folder.
 RUN_FILES = ("checkpoints", "metrics.jsonl", "model")
+
+
+def _last_good(checkpoints: TrainingCheckpoints, bad: int) -> str:
+    """Where to resume from instead of the corrupt checkpoint `bad`: the newest earlier one
+    whose metadata reads back (its arrays are checked when it is restored)."""
+    for step in reversed([s for s in checkpoints.all_steps() if s < bad]):
+        try:
+            checkpoints.metadata(step)
+        except TrainingCheckpointError:
+            continue
+        return (
+            f"the last good checkpoint is step {step} ({checkpoints.directory / str(step)}): "
+            f"move {checkpoints.directory / str(bad)} out of the folder and resume again "
+            "to continue from it"
+        )
+    return "no earlier checkpoint reads back: start the run again in a new folder"
 
 
 def pretrain(
@@ -132,7 +148,10 @@ def pretrain(
     model, opt_state = put_state((model, opt_state), mesh)
     start = 0
     if resume and latest is not None:
-        (model, opt_state), _ = checkpoints.restore(latest, (model, opt_state))
+        try:
+            (model, opt_state), _ = checkpoints.restore(latest, (model, opt_state))
+        except TrainingCheckpointError as e:
+            raise TrainingCheckpointError(f"{e}; {_last_good(checkpoints, latest)}") from e
         start = latest
         log(f"resumed from {checkpoints.directory / str(latest)} (step {latest})")
 

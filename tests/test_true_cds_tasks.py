@@ -157,7 +157,9 @@ def test_probe_takes_the_task_folder_and_reports_each_test_set(tmp_path, capsys)
     assert set(results["extra_tests"]) == {"cb513", "ts115", "casp12"}
     assert results["sizes"]["test:cb513"] == 5
     assert all(0 <= m["accuracy"] <= 1 for m in results["extra_tests"].values())
-    splits = [json.loads(line)["split"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    splits = [
+        json.loads(line)["split"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert {"test:cb513", "test:ts115", "test:casp12"} <= set(splits)
     assert main(argv) == 1  # a second run into the same folder is refused
     assert "already holds a run" in capsys.readouterr().err

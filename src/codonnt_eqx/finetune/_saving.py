@@ -137,8 +137,10 @@ def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
             head.get("in_features"),
         )
     positive(head.get("out_features"), "head.out_features")
-    if head.get("hidden") is not None:
-        positive(head.get("hidden"), "head.hidden")
+    if "hidden" not in head:
+        fail("head.hidden", "present (an integer, or null for a linear head)")
+    if head["hidden"] is not None:
+        positive(head["hidden"], "head.hidden")
     classes = task.get("classes")
     if classes is not None and (
         not isinstance(classes, list)

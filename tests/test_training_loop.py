@@ -289,3 +289,22 @@ def test_two_processes_train_like_one(tmp_path, fasta):
     assert one[0]["loss"] == pytest.approx(two[0]["loss"], rel=1e-6)
     for a, b in zip(one, two, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_names_itself_and_the_last_good_one(tmp_path, corpus):
+    cut = RECIPE.replace(steps=6, checkpoint_every=3)
+    pretrain(MODEL, TOKENIZER, corpus, tmp_path, cut, progress=False, log=lambda m: None)
+    latest = tmp_path / "checkpoints" / "6"
+    damaged = 0
+    for file in latest.rglob("*"):
+        if file.is_file() and file.stat().st_size > 0 and "meta" not in str(file):
+            file.write_bytes(b"\x00garbage" * 3)
+            damaged += 1
+    assert damaged
+    longer = cut.replace(steps=9)
+    with pytest.raises(TrainingCheckpointError) as caught:
+        pretrain(MODEL, TOKENIZER, corpus, tmp_path, longer, resume=True, progress=False)
+    message = str(caught.value)
+    assert f"{latest}: corrupt checkpoint" in message
+    assert f"the last good checkpoint is step 3 ({tmp_path / 'checkpoints' / '3'})" in message

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pathlib
 
+from ..io import atomic_output
+
 
 def _number(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -96,5 +98,6 @@ def plot_results(rows: list[dict], path: str | pathlib.Path) -> None:
     axes[1].axhline(0, color="grey", lw=0.8)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -6,6 +6,8 @@ import json
 import os
 import pathlib
 
+from ..io import atomic_output
+
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """The records of a run's metrics.jsonl (`path`: the file or its run folder)."""
@@ -65,6 +67,7 @@ def plot_metrics(path: str | os.PathLike, output: str | os.PathLike | None = Non
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(str(folder))
-    fig.savefig(output, dpi=120)
+    with atomic_output(output) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return output

@@ -200,6 +200,9 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, corpus):
     assert not (tmp_path / "model").exists()
     # No checkpoint of the diverged state was written.
     assert not any((tmp_path / "checkpoints").glob("[0-9]*"))
+    # Its metrics stay: a new run there is refused without resume (which starts it over).
+    with pytest.raises(ValueError, match="already holds a run \\(metrics.jsonl\\)"):
+        pretrain(MODEL, TOKENIZER, corpus, tmp_path, explode, progress=False)
 
 
 def test_a_failed_save_names_the_last_good_checkpoint(tmp_path, corpus, monkeypatch):

@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> None:
     if os.path.exists(args.checkpoint):
         inputs.append(args.checkpoint)
     check_folder_not_input(args.out, inputs, writes=RUN_FILES)
-    claim_run_folder(args.out, RUN_FILES, overwrite=args.overwrite)  # before any work
+    claim_run_folder(args.out, RUN_FILES, overwrite=args.overwrite, create=False)
     task = load_task(
         args.tasks,
         args.task_type,

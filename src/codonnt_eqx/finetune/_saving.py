@@ -8,7 +8,7 @@ import math
 import os
 import pathlib
 import warnings
-from typing import cast
+from typing import NoReturn, cast
 
 import equinox as eqx
 import jax
@@ -96,7 +96,7 @@ def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
     except (json.JSONDecodeError, RecursionError) as e:
         raise AdapterError(f"{source}: fine-tuning metadata is not JSON ({e})") from None
 
-    def fail(field: str, wanted: str, value=None):
+    def fail(field: str, wanted: str, value=None) -> NoReturn:
         got = "" if value is None else f", got {value!r}"[:120]
         raise AdapterError(f"{source}: metadata field {field} must be {wanted}{got}")
 
@@ -122,7 +122,7 @@ def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
         fail("head", "an object")
     if head.get("kind") not in ("sequence", "token"):
         fail("head.kind", "'sequence' or 'token'", head.get("kind"))
-    task = info.get("task") if isinstance(info.get("task"), dict) else {}
+    task: dict = info["task"] if isinstance(info.get("task"), dict) else {}
     task_kind = task.get("kind")
     if task_kind is not None:
         if task_kind not in TASK_KINDS:
@@ -243,7 +243,7 @@ def load_finetuned(
     info = _read_info(metadata[_METADATA_KEY], source, base)
     if info["mode"] == "full":
         base, _ = from_pretrained(folder / "model", tokenizer_classes=[type(tokenizer)])
-    provenance = info.get("provenance") if isinstance(info.get("provenance"), dict) else {}
+    provenance: dict = info["provenance"] if isinstance(info.get("provenance"), dict) else {}
     if check_base:
         if not provenance:
             warnings.warn(

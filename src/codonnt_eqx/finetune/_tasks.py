@@ -526,7 +526,7 @@ def _numbers(rows: _Rows) -> np.ndarray:
             out[i] = float(label)
         except ValueError:
             raise TaskError(f"{where}: regression label {label!r} is not a number") from None
-        if not math.isfinite(out[i]) or not np.isfinite(np.float32(out[i])):
+        if not math.isfinite(out[i]) or abs(out[i]) > float(np.finfo(np.float32).max):
             raise TaskError(
                 f"{where}: regression label {label!r} is not finite in float32 (the training "
                 f"dtype; |label| <= {float(np.finfo(np.float32).max):.3g})"

@@ -244,6 +244,7 @@ def _probe_features(model, data: Encoded, kind, config, special, cache_key, pad_
     labelled_rows = data.targets >= 0 if kind == "per-residue" else None
     expected_rows = int(labelled_rows.sum()) if labelled_rows is not None else len(data.tokens)
     path = cached = None
+    provenance: dict = {}
     if cache_key is not None:
         cache, weights, tokens = cache_key
         inputs = hashlib.sha256(data.tokens.tobytes())

@@ -65,10 +65,12 @@ def claim_run_folder(
     *,
     overwrite: bool = False,
     resume: bool = False,
+    create: bool = True,
 ) -> pathlib.Path:
     """Create `folder` for a run, refusing one that already holds a run (any of the file
     names in `markers`) unless `overwrite` (its run's files are then replaced as the new run
-    writes them) or `resume` (the caller continues it). Returns the folder."""
+    writes them) or `resume` (the caller continues it). Creates it unless `create` is False
+    (a check before any work, so that a failure later leaves no empty folder behind)."""
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: exists and is not a folder")
@@ -78,5 +80,6 @@ def claim_run_folder(
             f"{folder} already holds a run ({', '.join(found)}); pass --overwrite (overwrite=True) "
             "to replace it, or choose another folder"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -5,6 +5,7 @@ here; it never imports a module, so a model folder cannot make Python run code."
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from ._bpe import BPETokenizer
 from ._codon import CodonTokenizer
@@ -54,10 +55,11 @@ def known_classes(extra: Iterable[type] | Mapping[str, type] = ()) -> dict[str, 
     (classes, or a mapping from record name to class)."""
     known = {name: cls for cls in _BUILT_IN for name in _names(cls)}
     known.update(_REGISTERED)
+    items: list[tuple[str, type]]
     if isinstance(extra, Mapping):
-        items = list(extra.items())
+        items = list(cast(Mapping[str, type], extra).items())
     else:
-        items = [(name, cls) for cls in extra for name in _names(cls)]
+        items = [(name, cls) for cls in cast(Iterable[type], extra) for name in _names(cls)]
     for name, cls in items:
         if not isinstance(cls, type) or not callable(getattr(cls, "from_config", None)):
             raise TypeError(f"{cls!r} is not a tokenizer class (a class with from_config)")

@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from ..checkpoints import save_pretrained
+from ..io import OutputError
 from ..model import ModelConfig, NucleotideTransformer, RunOptions, with_options
 from ..tokenizers import Tokenizer
 from ._checkpoint import TrainingCheckpointError, TrainingCheckpoints
@@ -130,9 +131,15 @@ def pretrain(
     )
     latest = checkpoints.latest_step()
     if latest is not None and not resume:
-        raise ValueError(
+        raise OutputError(
             f"{out} already has checkpoints (latest: step {latest}); pass resume=True "
             "(--resume) to continue that run, or choose another folder"
+        )
+    earlier = [name for name in ("metrics.jsonl", "model") if (out / name).exists()]
+    if earlier and not resume:  # a run that ended, or died before its first checkpoint
+        raise OutputError(
+            f"{out} already holds a run ({', '.join(earlier)}); pass resume=True (--resume) "
+            "to continue it (from the start if it has no checkpoint), or choose another folder"
         )
 
     key = jr.key(config.seed)

@@ -5,6 +5,8 @@ import os
 # in). Set before JAX starts any backend.
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+# Nothing downloads in tests: a Hub id is read from a cache the test builds (or a stubbed hub).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402

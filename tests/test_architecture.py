@@ -22,6 +22,7 @@ SOURCES = {PACKAGE: ROOT / "src" / PACKAGE, f"{PACKAGE}.kernels": ROOT / "kernel
 # or importing costs seconds at package import); anything else is imported at module level.
 LAZY_ALLOWED = {
     "grain",
+    "huggingface_hub",
     "jax.experimental.topologies",
     "matplotlib",
     "orbax",

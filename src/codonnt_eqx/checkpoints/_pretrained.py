@@ -14,6 +14,7 @@ import numpy as np
 from ..model import NucleotideTransformer
 from ..tokenizers import KmerTokenizer, Tokenizer
 from ._errors import CheckpointError
+from ._hub import looks_like_hub_id, resolve_hub_id
 from ._shipped import names_shipped_model, shipped_model_path
 from .hf import TOKENIZER_FILE, load_hf, save_hf
 from .jax_layout import load_jax
@@ -42,11 +43,14 @@ def from_pretrained(
     path: str | os.PathLike,
     *,
     dtype=None,
+    revision: str | None = None,
     tokenizer_classes: Iterable[type] | Mapping[str, type] = (),
     **tokenizer_options,
 ) -> tuple[NucleotideTransformer, Tokenizer]:
     """Load a published (or saved) model and its tokenizer from a local folder, or a model that
-    ships with the package by name (`"codon-nt-mini"`, see `SHIPPED_MODELS`); never fetches.
+    ships with the package by name (`"codon-nt-mini"`, see `SHIPPED_MODELS`), or a Hugging
+    Face Hub id (`org/name`, from the local Hugging Face cache; downloaded only when
+    `huggingface_hub` is installed and `HF_HUB_OFFLINE` is unset).
 
     Recognised by their files: the Hugging Face layout (`config.json`, `vocab.txt`,
     `model.safetensors` or `pytorch_model.bin`, possibly sharded with an index; a single file
@@ -56,9 +60,13 @@ def from_pretrained(
 
     **Arguments:**
 
-    - `path`: the folder, e.g. the result of `huggingface-cli download
-      InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species --local-dir codon-nt`, or
-      the name of a shipped model (an existing folder of that name takes precedence).
+    - `path`: the folder, e.g. the result of `hf download
+      InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species --local-dir codon-nt`; the
+      name of a shipped model; or a Hub id such as
+      `"InstaDeepAI/nucleotide-transformer-v2-50m-3mer-multi-species"`, looked up in
+      `HF_HUB_CACHE` / `HF_HOME/hub` / `~/.cache/huggingface/hub` (an existing folder of
+      that name takes precedence). A missing model's error gives the `hf download` command.
+    - `revision`: with a Hub id, the branch, tag or commit (default `main`).
     - `dtype`: parameter dtype: float32 (the default), bfloat16 (half the memory), float16, or
       float64 when `jax_enable_x64` is on; anything else is a `ValueError`.
     - `tokenizer_options`: passed to the tokenizer (`uppercase`, `iupac_to_n`, ...): a
@@ -78,13 +86,20 @@ def from_pretrained(
         raise TypeError("the checkpoint sets the tokenizer's k and layout")
     if isinstance(path, str) and names_shipped_model(path):
         path = shipped_model_path(path)
+    elif looks_like_hub_id(path):
+        path = resolve_hub_id(str(path), revision)
+    elif revision is not None:
+        raise ValueError("revision= applies to a Hugging Face Hub id (org/name), not a folder")
     path = pathlib.Path(path)
     if not (path / TOKENIZER_FILE).exists():
         # A misspelt option fails now, before any reading. A saved tokenizer's class (e.g.
         # `CodonTokenizer(partial=...)`) checks its own options when it is built.
         KmerTokenizer(1, **tokenizer_options)
     if not path.is_dir():
-        raise CheckpointError(f"{path}: not a folder (download the checkpoint first)")
+        raise CheckpointError(
+            f"{path}: not a folder (download the checkpoint first, or name it by its Hugging "
+            "Face Hub id, org/name)"
+        )
     if (path / "config.json").exists():
         return load_hf(path, dtype, tokenizer_classes, **tokenizer_options)
     if (path / "jax_model" / "hyperparams.json").exists():

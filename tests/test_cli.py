@@ -3,6 +3,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from codonnt_eqx import read_fasta
@@ -132,3 +133,15 @@ def test_stdin_dash_reads_a_piped_gzipped_file():
     )
     assert run.returncode == 0, run.stderr.decode()
     assert f"{len(read_fasta(EXAMPLE))} sequences" in run.stdout.decode()
+
+
+def test_version_and_device_options(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("codonnt-eqx ")
+    fasta = str(pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta")
+    assert main(["--device", "cpu", "tokenize", fasta]) == 0
+    capsys.readouterr()
+    if all(d.platform == "cpu" for d in jax.devices()):
+        assert main(["--device", "gpu", "tokenize", fasta]) == 1
+        assert "--device gpu: no gpu device here" in capsys.readouterr().err

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+
+import jax
 
 from ..accelerators import AcceleratorUnavailableError
 from ..training import TrainingError
@@ -26,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codonnt-eqx", description="Codon-NT (Nucleotide Transformer, 3-mers) in JAX."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--device",
+        choices=sorted(_PLATFORMS),
+        help="run on this kind of device (default: JAX's choice, an accelerator if present)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add_tokenize_parser(commands)
     add_embed_parser(commands)
@@ -38,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("codonnt-eqx")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _device(kind: str | None):
+    """A context making the first device of `kind` JAX's default for this run."""
+    if kind is None:
+        return contextlib.nullcontext()
+    try:
+        devices = jax.devices(_PLATFORMS[kind])
+    except RuntimeError as e:
+        raise AcceleratorUnavailableError(
+            f"--device {kind}: no {kind} device here ({' '.join(str(e).split())[:200]})"
+        ) from None
+    return jax.default_device(devices[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0, 1 for an error, 2 for bad arguments,
     130 after SIGINT (Ctrl-C) and 143 after SIGTERM, with no partial output left behind."""
@@ -46,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        args.run(args)
+        with _device(args.device):
+            args.run(args)
     except BrokenPipeError:  # `codonnt-eqx ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 1

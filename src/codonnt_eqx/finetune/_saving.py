@@ -89,6 +89,15 @@ class AdapterError(InputError):
     or range, or arrays that do not fit the structure the metadata describes."""
 
 
+def _mode_of(raw: str) -> object:
+    """The metadata's `mode`, or None for metadata `_read_info` will reject anyway."""
+    try:
+        info = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return info.get("mode") if isinstance(info, dict) else None
+
+
 def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
     """The adapter metadata, every field type- and range-checked against `base`."""
     try:
@@ -240,9 +249,9 @@ def load_finetuned(
         raise AdapterError(f"{source}: not a readable safetensors file ({e})") from None
     if _METADATA_KEY not in metadata:
         raise AdapterError(f"{source} has no fine-tuning metadata")
-    info = _read_info(metadata[_METADATA_KEY], source, base)
-    if info["mode"] == "full":
+    if _mode_of(metadata[_METADATA_KEY]) == "full":  # the model is the folder's: check on it
         base, _ = from_pretrained(folder / "model", tokenizer_classes=[type(tokenizer)])
+    info = _read_info(metadata[_METADATA_KEY], source, base)
     provenance: dict = info["provenance"] if isinstance(info.get("provenance"), dict) else {}
     if check_base:
         if not provenance:

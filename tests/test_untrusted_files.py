@@ -4,6 +4,7 @@ what its arrays do not hold, or be used with a model, tokenizer or data it was n
 import json
 import sys
 
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
@@ -298,3 +299,20 @@ def test_a_run_folder_holding_a_run_is_refused_before_any_work(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     finetune(model, tok, task, config, out=out, overwrite=True, progress=False, log=print)
     assert (out / "results.json").exists()
+
+
+def test_a_full_fine_tune_is_checked_against_its_own_saved_model(tmp_path):
+    trained = perturbed_model(V2, seed=3)  # the fine-tuned weights
+    tok = TOKENIZERS[V2]
+    head = SequenceHead(Head(V2.embed_dim, 3, None, key=jr.key(2)))
+    info = {
+        "mode": "full",
+        "layer": -1,
+        "head": {"kind": "sequence", "in_features": 32, "out_features": 3, "hidden": None},
+        "task": {"name": "t", "kind": "classification", "classes": ["a", "b", "c"]},
+    }
+    save_finetuned(tmp_path, Finetuned(trained, head, -1, (0, 1, 2)), tok, info)
+    other_width = perturbed_model(V2.replace(embed_dim=16, num_heads=2, ffn_dim=24))
+    loaded, _ = load_finetuned(tmp_path, other_width, tok)  # the base is not used
+    ids = jnp.asarray(tok.encode("ATGGCCAAATTT"))
+    np.testing.assert_array_equal(loaded.model(ids).embeddings, trained(ids).embeddings)

@@ -11,13 +11,13 @@ from ..checkpoints import DEFAULT_MODEL, SHIPPED_MODELS, from_pretrained
 from ..finetune import (
     LORA_TARGETS,
     MODES,
+    RUN_FILES,
     TASK_KINDS,
     FinetuneConfig,
     finetune,
     load_finetuned,
     load_task,
 )
-from ..finetune import RUN_FILES as RUN_FILES
 from ..io import check_folder_not_input, claim_run_folder
 from ._options import add_run_options, float_above, int_in, run_options
 

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument(
         "--device",
-        choices=sorted(_PLATFORMS),
+        choices=_PLATFORMS,
         help="run on this kind of device (default: JAX's choice, an accelerator if present)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
+_PLATFORMS = ("cpu", "gpu", "tpu")
 
 
 def _version() -> str:
@@ -63,7 +63,7 @@ def _device(kind: str | None):
     if kind is None:
         return contextlib.nullcontext()
     try:
-        devices = jax.devices(_PLATFORMS[kind])
+        devices = jax.devices(kind)
     except RuntimeError as e:
         raise AcceleratorUnavailableError(
             f"--device {kind}: no {kind} device here ({' '.join(str(e).split())[:200]})"

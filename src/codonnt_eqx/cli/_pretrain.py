@@ -73,7 +73,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             process_id=args.process_id,
         )
 
-    _check_inputs(args)
+    check_folder_not_input(args.out, args.fasta, writes=RUN_FILES)
     tok = KmerTokenizer(args.k, uppercase=True, iupac_to_n=True)
     sizes = (args.layers, args.width, args.heads, args.ffn)
     if any(s is not None for s in sizes) and any(s is None for s in sizes):
@@ -129,7 +129,3 @@ def _pretrain_command(args: argparse.Namespace) -> None:
     result = pretrain(model_config, tok, corpus, args.out, config, resume=args.resume)
     if result.signal is not None:  # stopped cleanly with a checkpoint: exit as signalled
         raise Signalled(signal.Signals[result.signal])
-
-
-def _check_inputs(args: argparse.Namespace) -> None:
-    check_folder_not_input(args.out, args.fasta, writes=RUN_FILES)

@@ -179,7 +179,10 @@ def _run(args: argparse.Namespace) -> None:
         config,
         out=args.out,
         cache=args.cache,
-        model_name=args.checkpoint,
+        # A local folder is recorded absolute, so `predict` finds it from anywhere.
+        model_name=os.path.abspath(args.checkpoint)
+        if os.path.exists(args.checkpoint)
+        else args.checkpoint,
         head=head,
         overwrite=args.overwrite,
         progress=not args.no_progress,

@@ -20,6 +20,7 @@ from ._experiment import add_experiment_parser
 from ._finetune import add_finetune_parser
 from ._plan import add_plan_parser
 from ._plot import add_plot_parser
+from ._predict import add_predict_parser
 from ._pretrain import add_pretrain_parser
 from ._score import add_score_parser
 from ._signals import Signalled, on_signal
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_parser(commands)
     add_score_parser(commands)
     add_finetune_parser(commands)
+    add_predict_parser(commands)
     add_experiment_parser(commands)
     add_plan_parser(commands)
     return parser

@@ -9,6 +9,7 @@ import math
 import jax
 
 from ..checkpoints import DEFAULT_MODEL, from_pretrained, names_shipped_model
+from ..finetune import is_finetuned_folder, load_run
 from ..model import DTYPES, IMPLEMENTATIONS, NucleotideTransformer, preset
 from ..tokenizers import KmerTokenizer, Tokenizer
 
@@ -126,6 +127,12 @@ def load_model(args: argparse.Namespace) -> tuple[NucleotideTransformer, Tokeniz
         return model, kmer_tokenizer(args), description
     lenient = not args.strict
     name = args.checkpoint or DEFAULT_MODEL
+    if is_finetuned_folder(name):  # a fine-tuning run: its base with its adapters on
+        finetuned, tok, info = load_run(name, strict=args.strict)
+        model = finetuned.model
+        size = f"{model.num_parameters() / 1e6:.1f}M parameters"
+        base = info.get("base_model") or "its base"
+        return model, tok, f"{name} ({size}: {base} fine-tuned, mode {info['mode']})"
     model, tok = from_pretrained(name, uppercase=lenient, iupac_to_n=lenient)
     size = f"{model.num_parameters() / 1e6:.1f}M parameters"
     if names_shipped_model(name):

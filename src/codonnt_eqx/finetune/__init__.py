@@ -2,6 +2,8 @@
 full fine-tuning, metrics, and saved adapters."""
 
 from ._config import FinetuneConfig as FinetuneConfig
+from ._finetuned import Finetuned as Finetuned
+from ._finetuned import representation as representation
 from ._heads import Head as Head
 from ._heads import SequenceHead as SequenceHead
 from ._heads import TokenHead as TokenHead
@@ -18,14 +20,23 @@ from ._metrics import pearson as pearson
 from ._metrics import r2 as r2
 from ._metrics import spearman as spearman
 from ._metrics import task_metrics as task_metrics
-from ._predictor import Finetuned as Finetuned
-from ._predictor import representation as representation
+from ._prediction_files import prediction_columns as prediction_columns
+from ._prediction_files import prediction_format as prediction_format
+from ._prediction_files import prediction_rows as prediction_rows
+from ._prediction_files import write_predictions as write_predictions
+from ._predictor import Prediction as Prediction
+from ._predictor import Predictor as Predictor
+from ._predictor import load_run as load_run
 from ._provenance import ProvenanceError as ProvenanceError
 from ._provenance import tokenizer_digest as tokenizer_digest
 from ._provenance import weights_digest as weights_digest
 from ._saving import AdapterError as AdapterError
+from ._saving import is_finetuned_folder as is_finetuned_folder
 from ._saving import load_finetuned as load_finetuned
+from ._saving import read_finetuned_info as read_finetuned_info
 from ._saving import save_finetuned as save_finetuned
+from ._sequence_files import LabelledSequence as LabelledSequence
+from ._sequence_files import read_sequences as read_sequences
 from ._step import FinetuneStep as FinetuneStep
 from ._step import make_step as make_step
 from ._step import sequence_forward as sequence_forward

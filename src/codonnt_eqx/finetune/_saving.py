@@ -24,10 +24,10 @@ from ..io import atomic_output
 from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._adapter import Adapter
+from ._finetuned import Finetuned
 from ._heads import Head, SequenceHead, TokenHead
 from ._ia3 import add_ia3
 from ._lora import LORA_TARGETS, add_lora
-from ._predictor import Finetuned
 from ._provenance import check_same, tokenizer_digest, weights_digest
 from ._tasks import TASK_KINDS
 from ._trainable import MODES, Mode, trainable_filter
@@ -190,6 +190,46 @@ def _read_info(raw: str, source: str, base: NucleotideTransformer) -> dict:
     return info
 
 
+def _adapter_header(folder: pathlib.Path) -> tuple[str, dict, dict]:
+    """(source, metadata, {array name: (shape, dtype)}) of a run folder's adapter file."""
+    file = folder / ADAPTER_FILE
+    source = str(file)
+    if not file.is_file():
+        raise AdapterError(f"{source}: no such file (not a fine-tuning run folder?)")
+    try:
+        with safe_open(source, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            saved_shapes = {}
+            for name in f.keys():
+                piece = f.get_slice(name)
+                saved_shapes[name] = (tuple(piece.get_shape()), str(piece.get_dtype()))
+    except Exception as e:  # safetensors raises its own errors for a corrupt header
+        raise AdapterError(f"{source}: not a readable safetensors file ({e})") from None
+    if _METADATA_KEY not in metadata:
+        raise AdapterError(f"{source} has no fine-tuning metadata")
+    return source, metadata, saved_shapes
+
+
+def is_finetuned_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder `save_finetuned` wrote (it holds `adapter.safetensors`)."""
+    return (pathlib.Path(path) / ADAPTER_FILE).is_file()
+
+
+def read_finetuned_info(folder: str | os.PathLike) -> dict:
+    """The metadata of a fine-tuning run folder without loading any weights: `mode`, `head`,
+    `layer`, `task` (name, kind, classes), `base_model` (the checkpoint it was trained on, as
+    named then) and `provenance`. Fields are checked when `load_finetuned` reads them against
+    a model; here only that the metadata is a JSON object with a known `mode`."""
+    source, metadata, _ = _adapter_header(pathlib.Path(folder))
+    try:
+        info = json.loads(metadata[_METADATA_KEY])
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise AdapterError(f"{source}: fine-tuning metadata is not JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("mode") not in MODES:
+        raise AdapterError(f"{source}: metadata without a known mode (one of {list(MODES)})")
+    return info
+
+
 def _template(base: NucleotideTransformer, info: dict, special_ids) -> Finetuned:
     mode = info["mode"]
     if mode == "ia3":
@@ -234,21 +274,7 @@ def load_finetuned(
     """
 
     folder = pathlib.Path(folder)
-    file = folder / ADAPTER_FILE
-    source = str(file)
-    if not file.is_file():
-        raise AdapterError(f"{source}: no such file (not a fine-tuning run folder?)")
-    try:
-        with safe_open(source, framework="numpy") as f:
-            metadata = f.metadata() or {}
-            saved_shapes = {}
-            for name in f.keys():
-                piece = f.get_slice(name)
-                saved_shapes[name] = (tuple(piece.get_shape()), str(piece.get_dtype()))
-    except Exception as e:  # safetensors raises its own errors for a corrupt header
-        raise AdapterError(f"{source}: not a readable safetensors file ({e})") from None
-    if _METADATA_KEY not in metadata:
-        raise AdapterError(f"{source} has no fine-tuning metadata")
+    source, metadata, saved_shapes = _adapter_header(folder)
     if _mode_of(metadata[_METADATA_KEY]) == "full":  # the model is the folder's: check on it
         base, _ = from_pretrained(folder / "model", tokenizer_classes=[type(tokenizer)])
     info = _read_info(metadata[_METADATA_KEY], source, base)

@@ -26,11 +26,11 @@ from ..tokenizers import Tokenizer
 from ..training import MetricsLog, progress_bar
 from ._config import FinetuneConfig
 from ._data import Encoded, batches, encode_split
+from ._finetuned import Finetuned, keep_mask, representation
 from ._heads import Head, SequenceHead, TokenHead, mean_pool
 from ._ia3 import add_ia3
 from ._lora import add_lora
 from ._metrics import PRIMARY_METRIC, task_metrics
-from ._predictor import Finetuned, keep_mask, representation
 from ._provenance import tokenizer_digest, weights_digest
 from ._saving import ADAPTER_FILE, save_finetuned
 from ._step import feature_forward, make_step, sequence_forward

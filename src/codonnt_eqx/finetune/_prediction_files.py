@@ -15,6 +15,8 @@ import pathlib
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from ..io import atomic_output
 from ._predictor import Prediction
 
@@ -55,10 +57,11 @@ def prediction_rows(
         extra = [] if label is None else [label]
         if kind == "per-residue":
             assert p.probabilities is not None and p.spans is not None
-            for i, (name, probs, (start, end)) in enumerate(
-                zip(p.prediction, p.probabilities, p.spans, strict=True)  # type: ignore[arg-type]
-            ):
-                yield [p.name, i, int(start), int(end), name, *extra, *map(float, probs)]
+            assert isinstance(p.prediction, np.ndarray)
+            for i in range(len(p.prediction)):
+                start, end = (int(v) for v in p.spans[i])
+                probs = map(float, p.probabilities[i])
+                yield [p.name, i, start, end, p.prediction[i], *extra, *probs]
         elif p.probabilities is None:
             yield [p.name, p.prediction, *extra]
         else:

@@ -172,9 +172,10 @@ def load_run(
     """
     folder = pathlib.Path(folder)
     info = read_finetuned_info(folder)
-    lenient = {"uppercase": not strict, "iupac_to_n": not strict}
     if info["mode"] == "full":
-        base, tokenizer = from_pretrained(folder / "model", **lenient)
+        base, tokenizer = from_pretrained(
+            folder / "model", uppercase=not strict, iupac_to_n=not strict
+        )
     elif base is None or tokenizer is None:
         source = checkpoint or info.get("base_model")
         if not source or not isinstance(source, str | os.PathLike):
@@ -182,7 +183,9 @@ def load_run(
                 f"{folder}: the run records no base model; pass the one it was trained on "
                 "(base=, tokenizer= or checkpoint=; --checkpoint on the command line)"
             )
-        loaded, loaded_tok = from_pretrained(_near(folder, str(source)), **lenient)
+        loaded, loaded_tok = from_pretrained(
+            _near(folder, str(source)), uppercase=not strict, iupac_to_n=not strict
+        )
         base = loaded if base is None else base
         tokenizer = loaded_tok if tokenizer is None else tokenizer
     finetuned, info = load_finetuned(folder, base, tokenizer, check_base=check_base)

@@ -99,8 +99,9 @@ def _write_text(f, columns: list[str], rows: Iterable[list], delimiter: str) -> 
 
 
 def _write_parquet(tmp: pathlib.Path, columns: list[str], rows: Iterable[list]) -> int:
+    # optional (the finetune extra): only .parquet outputs need it
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional, as above
 
     count, batch = 0, []
     with contextlib.ExitStack() as stack:

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..checkpoints import from_pretrained
-from ..inference import Embedder, InvalidRecordError
-from ..inference._sequences import NamedSequence
+from ..inference import Embedder, InvalidRecordError, NamedSequence
 from ..model import NucleotideTransformer
 from ..tokenizers import Tokenizer
 from ._finetuned import Finetuned

@@ -12,3 +12,4 @@ from ._scorer import Variant as Variant
 from ._scorer import VariantScore as VariantScore
 from ._scorer import pseudo_log_likelihood as pseudo_log_likelihood
 from ._scorer import score_variants as score_variants
+from ._sequences import NamedSequence as NamedSequence

@@ -16,6 +16,7 @@ import jax
 from ..accelerators import AcceleratorUnavailableError
 from ..training import TrainingError
 from ._embed import add_embed_parser
+from ._examples import add_examples_parser
 from ._experiment import add_experiment_parser
 from ._finetune import add_finetune_parser
 from ._plan import add_plan_parser
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run on this kind of device (default: JAX's choice, an accelerator if present)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    add_examples_parser(commands)
     add_tokenize_parser(commands)
     add_embed_parser(commands)
     add_pretrain_parser(commands)

@@ -75,7 +75,12 @@ def add_run_options(
     )
     parser.add_argument("--dtype", default=dtype, choices=tuple(DTYPES), help="compute dtype")
     if remat:
-        parser.add_argument("--remat", action="store_true", help="recompute blocks in backward")
+        parser.add_argument(
+            "--remat",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="recompute blocks in the backward pass",
+        )
 
 
 def run_options(args: argparse.Namespace) -> dict:

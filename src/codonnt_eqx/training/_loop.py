@@ -86,6 +86,7 @@ def pretrain(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    started: Callable[[int], None] | None = None,
 ) -> PretrainResult:
     """Pretrain a model with the masked-language-model objective, resumably.
 
@@ -101,6 +102,8 @@ def pretrain(
       masks, same parameters as an uninterrupted run). Without it, a folder that already has
       checkpoints is refused.
     - `progress`: show a progress bar; `log`: where messages go.
+    - `started`: called with the first step once the folder and any checkpoint are accepted,
+      before training (the CLI saves the run's settings there).
 
     SIGINT and SIGTERM stop the run after the current step with a checkpoint saved; a
     non-finite loss stops it with `TrainingError` naming the step, keeping the last good
@@ -161,6 +164,8 @@ def pretrain(
             raise TrainingCheckpointError(f"{e}; {_last_good(checkpoints, latest)}") from e
         start = latest
         log(f"resumed from {checkpoints.directory / str(latest)} (step {latest})")
+    if started is not None:
+        started(start)
 
     objective = MaskedLM.for_tokenizer(
         tokenizer, rate=config.mask_rate, mask_prob=config.mask_prob, random_prob=config.random_prob

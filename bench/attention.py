@@ -5,7 +5,8 @@ JAX's bundled Pallas kernel; forward and forward+backward, bfloat16, with and wi
     python bench/attention.py --lengths 256 512    # CPU: reference, XLA and blocked, and an
                                                    # interpret-mode correctness check of ours
 
-Writes bench/results/attention_<device>_jax<version>.{json,md,png}. Times are medians of
+Writes attention_<device>_jax<version>.{json,md,png} into --out (default: a scratch folder;
+`--out bench/results` for the committed ones). Times are medians of
 `--repeats` runs after warm-up; compile time (`jax.jit(f).lower(...).compile()`) is measured
 apart from them. Any error fails the run: implementations that cannot run on this platform are
 left out by an explicit check before the sweep, and recorded as skipped with the reason.
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from codonnt_eqx.kernels import attention, flash_attention
 
-from _common import environment, median_seconds, write_result
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
 _BUNDLED_MHA = "jax.experimental.pallas.ops.gpu.attention"
 
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=32768, help="batch x length")
     parser.add_argument("--model-dim", type=int, default=2048, help="heads x head_dim")
     parser.add_argument("--repeats", type=int, default=20)
+    add_out_argument(parser, "attention")
     args = parser.parse_args(argv)
 
     platform = jax.default_backend()
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{result['interpret_mode_max_abs_error']}",
         ]
     lines += ["", f"Environment: `{env}`", ""]
-    path = write_result(name, result, "\n".join(lines))
+    path = write_result(name, result, "\n".join(lines), results_dir(args.out, "attention"))
     if rows and plot(rows, path.with_suffix(".png")):
         print(f"wrote {path.with_suffix('.png')}")
     print(f"wrote {path}")

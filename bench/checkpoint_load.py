@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from _common import environment, write_result
+from _common import add_out_argument, environment, results_dir, write_result
 
 
 def _status_bytes(field: str) -> int:
@@ -86,6 +86,7 @@ def write_checkpoints(folder: pathlib.Path) -> tuple[dict[str, pathlib.Path], in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_out_argument(parser, "checkpoint_load")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(load_one(args.one)))
@@ -110,7 +111,7 @@ def main() -> None:
             )
     env = environment()
     result = {
-        "command": "python bench/checkpoint_load.py",
+        "command": " ".join(["python bench/checkpoint_load.py", *sys.argv[1:]]),
         "weights_bytes": weights,
         "rows": rows,
         "environment": env,
@@ -129,7 +130,8 @@ def main() -> None:
         for r in rows
     ]
     lines += ["", f"Environment: `{env}`", ""]
-    print(f"wrote {write_result('checkpoint_load_cpu', result, chr(10).join(lines))}")
+    folder = results_dir(args.out, "checkpoint_load")
+    print(f"wrote {write_result('checkpoint_load_cpu', result, chr(10).join(lines), folder)}")
 
 
 if __name__ == "__main__":

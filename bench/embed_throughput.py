@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from _common import environment, median_seconds, write_result
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
 COLUMNS = ("exact-batch1", "bucket128-batch1", "bucketed", "bucketed-gelu", "torch")
 
@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer toy model (smoke tests)")
     parser.add_argument("--fasta", help="genes from this FASTA instead of E. coli K-12")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_out_argument(parser, "embed_throughput")
     args = parser.parse_args()
     genes, source = benchmark_genes(args.genes, args.fasta)
     if args.one:
@@ -261,7 +262,8 @@ def main() -> None:
     lines += ["", f"Environment: `{env}`", ""]
     device = str(env["device"]).lower().replace(" ", "-")
     name = f"embed_throughput_{device}_jax{env['jax']}" + ("_tiny" if args.tiny else "")
-    print(f"wrote {write_result(name, result, chr(10).join(lines))}")
+    folder = results_dir(args.out, "embed_throughput")
+    print(f"wrote {write_result(name, result, chr(10).join(lines), folder)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from _common import environment, median_seconds, write_result
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
 
 def shapes(tokens: int, square: int = 2048) -> list[tuple[str, int, int, int]]:
@@ -62,6 +62,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--square", type=int, default=2048, help="side of the square reference product")
+    add_out_argument(p, "gemm_ceiling")
     args = p.parse_args()
     has_torch = importlib.util.find_spec("torch") is not None
     load_start = os.getloadavg()
@@ -84,7 +85,7 @@ def main() -> None:
         f"# GEMM ceiling, {args.tokens} tokens (GFLOP/s, median of {args.repeats})",
         "",
         f"`python bench/gemm_ceiling.py --tokens {args.tokens} --repeats {args.repeats} "
-        f"--square {args.square}`",
+        f"--square {args.square}" + (f" --out {args.out}" if args.out else "") + "`",
         "",
         "| product | m x k x n | dtype | XLA (jax) | PyTorch |",
         "|---|---|---|---|---|",
@@ -104,10 +105,14 @@ def main() -> None:
         f"Environment: `{env}`",
         "",
     ]
-    write_result(
-        f"gemm_ceiling_cpu_jax{env['jax']}", {"rows": rows, "environment": env}, "\n".join(lines)
+    path = write_result(
+        f"gemm_ceiling_cpu_jax{env['jax']}",
+        {"rows": rows, "environment": env},
+        "\n".join(lines),
+        results_dir(args.out, "gemm_ceiling"),
     )
     print("\n".join(lines))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

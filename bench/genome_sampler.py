@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _common import environment, median_seconds, write_result  # noqa: E402
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result  # noqa: E402
 from codonnt_eqx import KmerTokenizer  # noqa: E402
 from codonnt_eqx.training._data import GenomeCorpus  # noqa: E402
 
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=20)
+    add_out_argument(parser, "genome_sampler")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,8 +121,9 @@ def main() -> None:
         f"| {args.batch} x {args.tokens} | {batch_s * 1e3:.2f} | {coords_s * 1e3:.2f} |\n\n"
         f"{validation_rows} validation windows in {validation_s:.2f} s.\n"
     )
-    write_result("genome_sampler", result, markdown)
+    path = write_result("genome_sampler", result, markdown, results_dir(args.out, "genome_sampler"))
     print(markdown)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

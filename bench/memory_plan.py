@@ -7,7 +7,7 @@ over 2 hosts (FSDP), one TPU v5e chip and a v5e 2x2 slice, from deviceless compi
 
 Rows are appended to `plan.jsonl` as they finish (a rerun skips the rows already there), and
 `table.md` is rewritten after each. Needs the accelerators extra (`pip install
-'.[accelerators]'`). Without --out, results go to a scratch folder (never bench/results/).
+'.[accelerators]'`). Without --out, results go to a new scratch folder (never bench/results/).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pathlib
 import platform
 import subprocess
-import tempfile
 import time
 from importlib import metadata
 
-from _common import environment
+from _common import add_out_argument, environment, results_dir
 from codonnt_eqx import PRESETS
 from codonnt_eqx.accelerators import largest_batch, model_sizes, prepare_environment, target
 
@@ -117,11 +115,10 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", help="only these targets' rows")
     parser.add_argument("--length", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=4096, help="largest batch searched")
-    parser.add_argument("--out", type=pathlib.Path, help="results folder (default: scratch)")
+    add_out_argument(parser, "memory_plan")
     args = parser.parse_args()
     prepare_environment()  # before `environment()` starts JAX's backends
-    out = args.out or pathlib.Path(tempfile.mkdtemp(prefix="memory_plan_"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "memory_plan", fresh=True)  # a fresh scratch folder: no resume
     print(f"results: {out}", flush=True)
     log = out / "plan.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

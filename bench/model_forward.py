@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from _common import environment, median_seconds, write_result
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
 
 def run_one(batch: int, length: int, dtype_name: str, attention: str, repeats: int) -> dict:
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--attention", default="auto")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    add_out_argument(parser, "model_forward")
     args = parser.parse_args()
     if args.one:
         row = run_one(args.batches[0], args.length, args.dtypes[0], args.attention, args.repeats)
@@ -121,7 +122,8 @@ def main() -> None:
     ]
     lines += ["", f"Environment: `{env}`", ""]
     name = f"model_forward_{str(env['device']).lower().replace(' ', '-')}_jax{env['jax']}"
-    print(f"wrote {write_result(name, result, chr(10).join(lines))}")
+    folder = results_dir(args.out, "model_forward")
+    print(f"wrote {write_result(name, result, chr(10).join(lines), folder)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from _common import environment, median_seconds, write_result
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 from embed_throughput import _config, benchmark_genes
 
 
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer toy model (smoke tests)")
     parser.add_argument("--fasta", help="genes from this FASTA instead of E. coli K-12")
+    add_out_argument(parser, "score_throughput")
     args = parser.parse_args()
 
     import jax
@@ -108,7 +109,8 @@ def main() -> None:
     ]
     device = str(env["device"]).lower().replace(" ", "-")
     name = f"score_throughput_{device}_jax{env['jax']}" + ("_tiny" if args.tiny else "")
-    print(f"wrote {write_result(name, result, chr(10).join(lines))}")
+    folder = results_dir(args.out, "score_throughput")
+    print(f"wrote {write_result(name, result, chr(10).join(lines), folder)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "tests"))
-from _common import environment, median_seconds, write_result  # noqa: E402
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result  # noqa: E402
 from codonnt_eqx import KmerTokenizer  # noqa: E402
 from reference_tokenizer import reference_encode  # noqa: E402
 
@@ -43,6 +43,7 @@ def main() -> None:
         default=500,
         help="sequences timed for the pure-Python side (it is slow)",
     )
+    add_out_argument(parser, "tokenizer_speed")
     args = parser.parse_args()
 
     seqs = random_dna(args.num, args.length, args.n_rate, seed=0)
@@ -82,7 +83,8 @@ def main() -> None:
         f"(pure Python timed on the first {len(subset)} sequences). "
         f"Environment: `{result['environment']}`\n"
     )
-    path = write_result(f"tokenizer_speed_k{args.k}_n{args.n_rate:g}", result, md)
+    name = f"tokenizer_speed_k{args.k}_n{args.n_rate:g}"
+    path = write_result(name, result, md, results_dir(args.out, "tokenizer_speed"))
     print(md)
     print(f"wrote {path}")
 

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 
-from _common import environment, write_result
+from _common import add_out_argument, environment, results_dir, write_result
 
 COLUMNS = (
     "torch",
@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (default 3)")
     parser.add_argument("--tiny", action="store_true", help="2 layers x 64: a smoke test")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_out_argument(parser, "train_step")
     args = parser.parse_args()
     length = args.length or (64 if args.tiny else 1000)
     if args.one:
@@ -386,7 +387,8 @@ def main() -> None:
         "",
     ]
     name = f"train_step_cpu_jax{env['jax']}" + ("_tiny" if args.tiny else "")
-    print(f"wrote {write_result(name, result, chr(10).join(lines))}")
+    folder = results_dir(args.out, "train_step")
+    print(f"wrote {write_result(name, result, chr(10).join(lines), folder)}")
 
 
 if __name__ == "__main__":

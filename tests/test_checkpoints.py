@@ -359,3 +359,28 @@ def test_a_saved_codon_tokenizer_takes_its_own_options(tmp_path):
     with pytest.raises(TypeError):  # no saved tokenizer: KmerTokenizer's options
         save_pretrained(model.__class__(V2, key=jax.random.key(0)), TOKENIZERS[V2], tmp_path / "k")
         from_pretrained(tmp_path / "k", partial="drop")
+
+
+@pytest.mark.parametrize(
+    "config", [V1, V2.replace(use_glu=False, ffn_activation="gelu")], ids=["v1", "rotary"]
+)
+def test_saved_gelu_models_load_in_transformers_esm_with_the_same_outputs(tmp_path, config):
+    # The other direction of the test above: what save_pretrained writes, transformers reads.
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    model = perturbed_model(config, seed=5)
+    like = V1 if config == V1 else V2  # same vocabulary and tokenizer
+    save_pretrained(model, TOKENIZERS[like], tmp_path)
+    hf = transformers.EsmForMaskedLM.from_pretrained(tmp_path).eval()
+    tokens = token_batch(like, seed=6)
+    with torch.no_grad():
+        ref = hf(
+            torch.as_tensor(tokens, dtype=torch.long),
+            attention_mask=torch.as_tensor(tokens != config.pad_token_id, dtype=torch.long),
+            output_hidden_states=True,
+        )
+    valid = tokens != config.pad_token_id
+    theirs = [ref.logits, *ref.hidden_states]
+    for a, b in zip(outputs(model, tokens), theirs, strict=True):
+        b = b.numpy()[valid]
+        np.testing.assert_allclose(np.asarray(a)[valid], b, rtol=1e-4, atol=1e-4 * np.abs(b).max())

@@ -39,9 +39,9 @@ from codonnt_eqx import kernels
 from codonnt_eqx.training import MaskedLM, codon_nt_optimizer, make_train_step
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from _common import environment, median_seconds  # noqa: E402  (bench/_common.py)
+# bench/_common.py
+from _common import add_out_argument, environment, median_seconds, results_dir  # noqa: E402
 
-DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "out"
 OURS = "pallas (ours)"
 # Dense bfloat16 tensor-core peaks (NVIDIA datasheets, no sparsity), matched in this order
 # against jax's device_kind (e.g. "NVIDIA H100 80GB HBM3", "NVIDIA H200").
@@ -1028,7 +1028,7 @@ def markdown(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    add_out_argument(parser, "gpu")
     parser.add_argument("--budget-s", type=float, default=420.0)
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes; runs on a CPU")
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
@@ -1048,7 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     deadline = t0 + args.budget_s
     signal.signal(signal.SIGTERM, _interrupt)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = results_dir(args.out, "gpu")
     say(f"writing results to {args.out.resolve()}/results.{{json,md}}")
     meta = dict(
         command="python " + " ".join([str(pathlib.Path(sys.argv[0])), *sys.argv[1:]]),

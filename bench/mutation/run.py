@@ -13,7 +13,8 @@ whole selected suite per mutant. Fresh processes on a few fast tests per target 
     python bench/mutation/run.py --out bench/results/mutation            # every target
     python bench/mutation/run.py --targets windows --sample 20          # a quick look
 
-Writes `<out>/results.json` (every mutant and its outcome) and `<out>/table.md`.
+Writes `<out>/results.json` (every mutant and its outcome) and `<out>/table.md`; without --out,
+into a scratch folder (never bench/results/).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import environment  # noqa: E402
+from _common import add_out_argument, environment, results_dir  # noqa: E402
 
 # What is mutated, and the tests that must catch it (fast ones: each mutant runs them).
 TARGETS = {
@@ -274,7 +275,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, help="at most this many mutants per target")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench/results/mutation")
+    add_out_argument(parser, "mutation")
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     args = parser.parse_args()
     if args.list:
@@ -283,7 +284,7 @@ def main() -> None:
                 print(f"{target}:{m.line} {m.description}")
         return
     runs = [run_target(t, args.sample, args.seed, args.workers) for t in args.targets]
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = results_dir(args.out, "mutation")
     env = environment()
     env["cpu"] = _cpu_name()
     command = "python bench/mutation/run.py " + " ".join(sys.argv[1:])
@@ -292,6 +293,7 @@ def main() -> None:
     )
     (args.out / "table.md").write_text(_table(runs, command, env))
     print((args.out / "table.md").read_text())
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'table.md'}")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,15 @@ import argparse
 import itertools
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
 
 from codonnt_eqx.finetune import PRIMARY_METRIC, load_task, task_metrics
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from _common import add_out_argument, results_dir  # noqa: E402  (bench/_common.py)
 
 TASKS = {
     "isoelectric_point": "regression",
@@ -137,7 +141,7 @@ def fit_residues(task, half: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tasks", help="folder of build.py's tables")
-    parser.add_argument("--out", default="bench/results/protein_tasks")
+    add_out_argument(parser, "protein_tasks", "folder of baselines.json (table.py reads it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
@@ -175,9 +179,9 @@ def main() -> None:
                 f"{name:20s} {features:18s} {head:6s} test "
                 + ", ".join(f"{k} {v:.3f}" for k, v in result["test"].items())
             )
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "protein_tasks")
     (out / "baselines.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {out / 'baselines.json'}")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@ heads), IA³, LoRA and full fine-tuning of a model, each through the `codonnt-eq
 
     python bench/protein_tasks/build.py --out runs/protein_tasks
     python bench/protein_tasks/baselines.py runs/protein_tasks --out bench/results/protein_tasks
-    python bench/protein_tasks/run.py runs/protein_tasks --checkpoint codon-nt-mini
-    python bench/protein_tasks/table.py bench/results/protein_tasks
+    python bench/protein_tasks/run.py runs/protein_tasks --out bench/results/protein_tasks
+    python bench/protein_tasks/table.py bench/results/protein_tasks \\
+        --out bench/results/protein_tasks
 
-Every run's results.json is copied to `bench/results/protein_tasks/lm/<task>-<method>.json`
-with the exact command; `--skip-existing` resumes an interrupted sweep, `--dry-run` prints the
-commands. The recipe is sized for a 2-core CPU (see `RECIPES`).
+Every run's results.json is copied to `<out>/lm/<task>-<method>.json` (or `--results`'s folder)
+with the exact command; without --out or --results, `<out>` is a scratch folder (the one
+baselines.py and table.py use without --out), never bench/results/. `--skip-existing` resumes
+an interrupted sweep, `--dry-run` prints the commands. The recipe is sized for a 2-core CPU
+(see `RECIPES`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import shlex
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from _common import add_out_argument, results_dir  # noqa: E402  (bench/_common.py)
 
 TASKS = {
     "isoelectric_point": "regression",
@@ -52,7 +58,9 @@ def main() -> None:
     parser.add_argument("tasks", help="folder of build.py's tables")
     parser.add_argument("--checkpoint", default="codon-nt-mini")
     parser.add_argument("--runs", default="runs/protein_tasks/lm", help="run folders")
-    parser.add_argument("--results", default="bench/results/protein_tasks/lm")
+    where = parser.add_mutually_exclusive_group()
+    add_out_argument(where, "protein_tasks", "results folder: the records go to its lm/")
+    where.add_argument("--results", type=pathlib.Path, help="the records' folder itself")
     parser.add_argument("--only-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--methods", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument(
@@ -61,8 +69,9 @@ def main() -> None:
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
-    results = pathlib.Path(args.results)
+    results = args.results or results_dir(args.out, "protein_tasks") / "lm"
     results.mkdir(parents=True, exist_ok=True)
+    print(f"records: {results}", flush=True)
     cache = pathlib.Path(args.runs) / "cache"
     for method in args.methods:  # methods outer: every task gets the cheap probes first
         for task in args.only_tasks:

@@ -1,10 +1,15 @@
 """The offline protein tasks' results table (Markdown) and plot, from the baselines' and the
 runs' JSON files.
 
-    python bench/protein_tasks/table.py bench/results/protein_tasks
+    python bench/protein_tasks/table.py                    # what baselines.py and run.py wrote
+    python bench/protein_tasks/table.py bench/results/protein_tasks \\
+        --out bench/results/protein_tasks                  # the committed table
 
-writes `table.md` (every method's test metrics; the primary metric first) and `test_metric.png`
-(primary test metric per task and method; needs matplotlib) beside the inputs.
+reads `baselines.json` and `lm/*.json` from the folder (default: the scratch folder that
+baselines.py and run.py write into without --out) and writes `table.md` (every method's test
+metrics; the primary metric first) and `test_metric.png` (primary test metric per task and
+method; needs matplotlib) into --out (default: that scratch folder; bench/results/ only when
+--out names it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from _common import add_out_argument, results_dir, scratch_dir  # noqa: E402  (bench/_common.py)
 
 PRIMARY = {"regression": "spearman", "classification": "mcc", "per-residue": "accuracy"}
 OTHERS = {"regression": ["pearson", "r2"], "classification": ["accuracy"], "per-residue": ["mcc"]}
@@ -109,15 +118,30 @@ def plot(records: list[dict], path: pathlib.Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", nargs="?", default="bench/results/protein_tasks")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        type=pathlib.Path,
+        help="folder of baselines.json and lm/ (default: the scratch folder of baselines.py and "
+        "run.py; bench/results/protein_tasks for the committed runs)",
+    )
+    add_out_argument(parser, "protein_tasks", "folder of table.md and test_metric.png")
     args = parser.parse_args()
-    folder = pathlib.Path(args.folder)
+    folder = args.folder or scratch_dir("protein_tasks")
     records = rows(folder)
+    if not records:
+        sys.exit(
+            f"table.py: no baselines.json or lm/*.json in {folder} (run baselines.py and run.py, "
+            "or give bench/results/protein_tasks for the committed runs)"
+        )
+    out = results_dir(args.out, "protein_tasks")
     text = table(records)
-    (folder / "table.md").write_text(text)
+    (out / "table.md").write_text(text)
     print(text)
+    print(f"read {folder}; wrote {out / 'table.md'}")
     try:
-        plot(records, folder / "test_metric.png")
+        plot(records, out / "test_metric.png")
+        print(f"wrote {out / 'test_metric.png'}")
     except ImportError:
         print("matplotlib missing: no plot")
 

@@ -9,6 +9,7 @@ from .checkpoints import UnsafePickleError as UnsafePickleError
 from .checkpoints import from_pretrained as from_pretrained
 from .checkpoints import save_pretrained as save_pretrained
 from .errors import InputError as InputError
+from .examples import example_path as example_path
 from .inference import Embedder as Embedder
 from .inference import InvalidRecordError as InvalidRecordError
 from .inference import Scorer as Scorer

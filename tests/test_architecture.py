@@ -27,6 +27,7 @@ LAZY_ALLOWED = {
     "matplotlib",
     "orbax",
     "pyarrow",
+    "pysam",
     "rich",
     "safetensors",
     "tokenizers",

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from codonnt_eqx.examples import example_path
+
 BENCH = pathlib.Path(__file__).parent.parent / "bench"
 
 
@@ -20,7 +22,7 @@ BENCH = pathlib.Path(__file__).parent.parent / "bench"
 )
 def test_embedding_benchmarks_run(tmp_path, script, args):
     # the committed runs use E. coli genes found by pyrodigal; tests need no data package
-    args = [*args, "--fasta", str(BENCH.parent / "examples" / "cds.fasta")]
+    args = [*args, "--fasta", str(example_path("cds.fasta"))]
     env = {"CODONNT_BENCH_RESULTS": str(tmp_path), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
     subprocess.run(
         [sys.executable, str(BENCH / script), "--tiny", "--genes", "4", "--repeats", "1", *args],

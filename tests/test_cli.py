@@ -1,5 +1,4 @@
 import gzip
-import pathlib
 import subprocess
 import sys
 
@@ -8,9 +7,10 @@ import pytest
 
 from codonnt_eqx import read_fasta
 from codonnt_eqx.cli._main import main
+from codonnt_eqx.examples import example_path
 from reference_tokenizer import reference_tokens
 
-EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta"
+EXAMPLE = example_path("cds.fasta")
 
 
 def test_tokenize_summarises_the_example(capsys):
@@ -139,7 +139,7 @@ def test_version_and_device_options(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("codonnt-eqx ")
-    fasta = str(pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta")
+    fasta = str(example_path("cds.fasta"))
     assert main(["--device", "cpu", "tokenize", fasta]) == 0
     capsys.readouterr()
     if all(d.platform == "cpu" for d in jax.devices()):

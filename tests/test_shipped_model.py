@@ -4,7 +4,6 @@ which a random model cannot do)."""
 
 import json
 import math
-import pathlib
 
 import equinox as eqx
 import jax
@@ -24,10 +23,11 @@ from codonnt_eqx import (
 )
 from codonnt_eqx.checkpoints._shipped import shipped_model_path
 from codonnt_eqx.cli._main import main
+from codonnt_eqx.examples import example_path
 from codonnt_eqx.training import MaskedLM
 from helpers import V2, perturbed_model
 
-EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "cds.fasta"
+EXAMPLE = example_path("cds.fasta")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..inference import POOLINGS, Embedder, InvalidRecordError
-from ..io import check_output_not_input, output_format, write_embeddings
+from ..io import (
+    FastaRecord,
+    check_output_not_input,
+    output_format,
+    read_bed,
+    read_reference,
+    region_sequence,
+    write_embeddings,
+    write_region_embeddings,
+)
 from ..model import with_options
 from ._options import (
     add_devices_option,
@@ -65,6 +74,13 @@ def _add_output_options(embed: argparse.ArgumentParser) -> None:
         help="mean over the sequence's tokens (default), the <cls> token, or the maximum",
     )
     out.add_argument(
+        "--bed",
+        help="embed these regions of the FASTA (a genome) instead of its records: BED, 0-based "
+        "half-open chrom start end [name] [score] [strand]; minus-strand regions are "
+        "reverse-complemented; rows carry chrom, start, end, strand and the name (or "
+        "chrom:start-end)",
+    )
+    out.add_argument(
         "--per-token", action="store_true", help="every token's vector and nucleotide span"
     )
     out.add_argument(
@@ -105,6 +121,8 @@ def _batches(sizes: np.ndarray, batch_size: int, bucket: int):
 def _embed_command(args: argparse.Namespace) -> None:
     if args.output:
         return _embed_to_file(args)
+    if args.bed:
+        raise ValueError("--bed writes region embeddings to a file: give -o OUT.npz or OUT.parquet")
 
     model, tok, description = load_model(args)
     records, ids = tokenize_and_summarise(args, tok)
@@ -160,7 +178,7 @@ def _embed_to_file(args: argparse.Namespace) -> None:
     """`codonnt-eqx embed FASTA -o OUT`."""
 
     output_format(args.output)  # a bad name fails before the model loads
-    check_output_not_input(args.output, [args.fasta])
+    check_output_not_input(args.output, [args.fasta, args.bed])
     if args.per_token and args.rc_average:
         raise ValueError("--rc-average averages pooled embeddings; it cannot go with --per-token")
     model, tok, description = load_model(args)
@@ -179,26 +197,42 @@ def _embed_to_file(args: argparse.Namespace) -> None:
         **run_options(args),
         devices=args.devices,
     )
-    skipped: list[InvalidRecordError] = []
+    skipped: list[Any] = []  # InvalidRecordErrors, or messages naming BED regions
     bar = progress("seq")
+    if args.bed:
+        regions = read_bed(args.bed)
+        genome = read_reference(
+            sys.stdin.buffer if args.fasta == "-" else args.fasta, names={r.chrom for r in regions}
+        )
+        # Numbered records: a region's name need not be unique, its row in the BED is.
+        inputs = [
+            FastaRecord(str(i), "", region_sequence(genome, r)) for i, r in enumerate(regions)
+        ]
+        del genome
+    else:
+        regions, inputs = [], records(args)
 
     def results():
-        for result in embedder(
-            records(args), on_invalid=skipped.append if args.skip_invalid else None
-        ):
+        for result in embedder(inputs, on_invalid=_on_invalid(skipped, regions, args.skip_invalid)):
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{embedder.tokens_done:,} tokens", refresh=False)
             yield result
 
     start = time.perf_counter()
+    layers = embedder.layers if args.layers else None
     try:
-        count = write_embeddings(
-            args.output,
-            results(),
-            layers=embedder.layers if args.layers else None,
-            per_token=args.per_token,
-        )
+        if args.bed:
+            count = write_region_embeddings(
+                args.output,
+                ((regions[int(r.name)], r) for r in results()),
+                layers=layers,
+                per_token=args.per_token,
+            )
+        else:
+            count = write_embeddings(
+                args.output, results(), layers=layers, per_token=args.per_token
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -213,3 +247,20 @@ def _embed_to_file(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     report_skipped(skipped)
+
+
+def _on_invalid(skipped: list, regions: list, skip_invalid: bool):
+    """`Embedder`'s `on_invalid`: stop (None) or collect (--skip-invalid); a BED region is
+    named by its name and line, not by its row number."""
+    if not regions:
+        return skipped.append if skip_invalid else None
+
+    def note(error: InvalidRecordError) -> None:
+        region = regions[int(error.name)]
+        where = f", position {error.position + 1}" if error.position is not None else ""
+        message = f"region {region.name!r} ({region.origin}){where}: {error.reason}"
+        if not skip_invalid:
+            raise ValueError(f"{message} (--skip-invalid skips it)")
+        skipped.append(message)
+
+    return note

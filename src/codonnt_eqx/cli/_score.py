@@ -1,4 +1,5 @@
-"""`codonnt-eqx score`: zero-shot variant scores or pseudo-log-likelihoods, as a TSV."""
+"""`codonnt-eqx score`: zero-shot variant scores (of a variant table, or of a VCF against a
+reference genome) or pseudo-log-likelihoods, as a TSV."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import argparse
 import sys
 import time
 
-from ..inference import Scorer
-from ..io import check_output_not_input, read_variants, write_likelihoods, write_variant_scores
+import numpy as np
+
+from ..inference import Scorer, VariantScore
+from ..io import (
+    check_output_not_input,
+    read_genes,
+    read_reference,
+    read_variants,
+    read_vcf_variants,
+    variant_contexts,
+    write_likelihoods,
+    write_variant_scores,
+    write_vcf_scores,
+)
 from ._options import (
     add_devices_option,
-    add_fasta_input,
     add_model_source,
     add_run_options,
     int_in,
@@ -25,20 +37,55 @@ def add_score_parser(commands) -> None:
 
     p = commands.add_parser(
         "score",
-        help="zero-shot variant scores (--variants) or pseudo-log-likelihoods, as a TSV",
+        help="zero-shot variant scores (--variants, or --vcf with --reference) or "
+        "pseudo-log-likelihoods, as a TSV",
         description="With --variants: the log-likelihood ratio alt vs ref of each variant "
-        "with the tokens it changes masked. Without: each sequence's pseudo-log-likelihood.",
+        "with the tokens it changes masked. With --vcf and --reference: the same for a VCF's "
+        "variants (one per ALT) in chromosome coordinates. A variant inside a --genes gene is "
+        "scored in the gene's sequence on the gene's strand (a minus-strand gene reverse-"
+        "complemented, alleles too), with its consequence; any other variant, and every "
+        "variant without --genes, on the plus strand in a window of the chromosome around "
+        "it, without a consequence. Without either: each sequence's pseudo-log-likelihood.",
     )
-    add_fasta_input(p)
+    # The FASTA is optional here (with --vcf the sequences come from --reference), so this is
+    # not _options.add_fasta_input's required positional; --strict and k as there.
+    p.add_argument(
+        "fasta",
+        nargs="?",
+        help="FASTA file, plain or gzipped; - reads standard input (not with --vcf)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject lowercase and IUPAC ambiguity codes instead of mapping them",
+    )
+    p.set_defaults(k=3)
     p.add_argument("-o", "--output", required=True, help="TSV to write (atomically)")
     p.add_argument(
         "--variants", help="TSV of sequence_name, position (1-based), ref, alt (- for none)"
+    )
+    vcf = p.add_argument_group("variants of a genome (--vcf)")
+    vcf.add_argument(
+        "--vcf",
+        help="VCF (.vcf, .vcf.gz, .bcf) of variants on --reference; multi-allelic records give "
+        "a row per ALT; symbolic ALTs (<DEL>, *, .) are written as not scored (needs the vcf "
+        "extra: pysam)",
+    )
+    vcf.add_argument(
+        "--reference", help="reference genome FASTA (plain or gzipped) the VCF's CHROMs name"
+    )
+    vcf.add_argument(
+        "--genes",
+        help="BED6 (strand in column 6) or GFF3 (its CDS features) of coding genes: a variant "
+        "inside one is scored on the gene's strand and frame, with its consequence; elsewhere "
+        "(and without --genes) on the plus strand in a genomic window, no consequence",
     )
     p.add_argument(
         "--coding",
         default="auto",
         choices=["auto", "yes", "no"],
-        help="are the sequences in-frame CDSs (consequence column)? auto: start..stop, length 3n",
+        help="are the sequences (with --vcf: the --genes genes) in-frame CDSs (consequence "
+        "column)? auto: start..stop, length 3n",
     )
     p.add_argument(
         "--one-pass",
@@ -62,21 +109,16 @@ def add_score_parser(commands) -> None:
 
 
 def _score_command(args: argparse.Namespace) -> None:
-    """`codonnt-eqx score FASTA [--variants TSV] -o OUT.tsv`."""
+    """`codonnt-eqx score FASTA [--variants TSV] -o OUT.tsv`, or `codonnt-eqx score --vcf
+    VCF --reference FASTA [--genes BED|GFF3] -o OUT.tsv`."""
 
+    if args.vcf or args.reference or args.genes:
+        return _score_vcf(args)
+    if args.fasta is None:
+        raise ValueError("score needs a FASTA file (or --vcf with --reference)")
     check_output_not_input(args.output, [args.fasta, args.variants])
     variants = read_variants(args.variants) if args.variants else None
-    model, tok, description = load_model(args)
-    print(f"Model: {description}.", file=sys.stderr)
-    scorer = Scorer(
-        model,
-        tok,
-        batch_tokens=args.batch_tokens,
-        bucket=args.bucket,
-        window=args.window,
-        **run_options(args),
-        devices=args.devices,
-    )
+    scorer = _scorer(args)
     start = time.perf_counter()
     if variants is None:
         rows, skipped = [], []
@@ -125,3 +167,85 @@ def _score_command(args: argparse.Namespace) -> None:
         print(
             f"not scored: {s.variant.sequence_name}:{s.variant.position} {s.error}", file=sys.stderr
         )
+
+
+def _scorer(args: argparse.Namespace) -> Scorer:
+    model, tok, description = load_model(args)
+    print(f"Model: {description}.", file=sys.stderr)
+    return Scorer(
+        model,
+        tok,
+        batch_tokens=args.batch_tokens,
+        bucket=args.bucket,
+        window=args.window,
+        **run_options(args),
+        devices=args.devices,
+    )
+
+
+def _score_vcf(args: argparse.Namespace) -> None:
+    """`score --vcf VCF --reference FASTA [--genes BED|GFF3] -o OUT.tsv`: every ALT of the
+    VCF scored in its gene (on the gene's strand) or in a plus-strand genomic window."""
+
+    if not (args.vcf and args.reference):
+        raise ValueError("--vcf and --reference go together (--genes needs both)")
+    if args.fasta is not None or args.variants:
+        raise ValueError("with --vcf the sequences come from --reference: drop FASTA / --variants")
+    check_output_not_input(args.output, [args.vcf, args.reference, args.genes])
+    genes = read_genes(args.genes) if args.genes else []
+    # Read twice, cheaply (htslib): first for the chromosomes to keep of the reference, then
+    # checked against them; holding only those matters for a large genome.
+    names = {v.chrom for v in read_vcf_variants(args.vcf)}
+    reference = read_reference(args.reference, names=names)
+    variants = read_vcf_variants(args.vcf, reference)
+    bad = [v for v in variants if v.error is not None]
+    if bad and not args.skip_invalid:
+        _refuse(args.vcf, [f"{v.where}: {v.error}" for v in bad], len(variants))
+    scorer = _scorer(args)
+    tok = scorer.tokenizer
+    contexts, sequences = variant_contexts(
+        variants,
+        reference,
+        genes=genes,
+        flank=tok.nucleotides_for_tokens(scorer.window),  # a full window either side
+        period=int(np.max(tok.token_nucleotides)),  # the k of a k-mer tokenizer
+    )
+    start = time.perf_counter()
+    scores: list[VariantScore | None] = [None] * len(variants)
+    coding = {"auto": None, "yes": True, "no": False}[args.coding]
+    for in_gene in (True, False):
+        chosen = [(i, c) for i, c in enumerate(contexts) if c and bool(c.gene) == in_gene]
+        found = scorer.score_variants(
+            sequences, [c.variant for _, c in chosen], coding=coding if in_gene else False
+        )
+        for (i, _), s in zip(chosen, found, strict=True):
+            scores[i] = s
+    failed = [
+        f"{v.where}: {s.error}"
+        for v, s in zip(variants, scores, strict=True)
+        if s is not None and s.error is not None
+    ]
+    if failed and not args.skip_invalid:
+        _refuse(args.vcf, failed, len(variants))
+    write_vcf_scores(args.output, zip(variants, contexts, scores, strict=True))
+    wall = time.perf_counter() - start
+    skipped = [v for v in variants if v.skip_reason is not None and v.error is None]
+    scored = sum(s is not None and s.error is None for s in scores)
+    print(
+        f"wrote {args.output}: {scored} of {len(variants)} variants scored "
+        f"({sum(bool(c and c.gene) for c in contexts)} in genes), {len(skipped)} symbolic or "
+        f"missing ALTs not scored, {len(bad) + len(failed)} invalid, in {wall:.1f} s "
+        f"(compile {scorer.runner.compile_seconds:.1f} s)",
+        file=sys.stderr,
+    )
+    for line in [f"{v.where}: {v.error}" for v in bad] + failed:
+        print(f"not scored: {line}", file=sys.stderr)
+
+
+def _refuse(vcf: str, problems: list[str], total: int) -> None:
+    shown = "; ".join(problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    raise ValueError(
+        f"{vcf}: {len(problems)} of {total} variants cannot be scored: {shown}{more}; "
+        "--skip-invalid writes them with the reason in the error column"
+    )

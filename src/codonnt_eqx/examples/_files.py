@@ -24,7 +24,7 @@ def example_path(name: str) -> pathlib.Path:
     """The installed path of example file `name` (one of `EXAMPLES`)."""
     if name not in EXAMPLES:
         raise ValueError(f"no example {name!r}; the examples are {', '.join(EXAMPLES)}")
-    path = pathlib.Path(str(importlib.resources.files(__package__) / name))
+    path = pathlib.Path(str(importlib.resources.files("codonnt_eqx.examples") / name))
     if not path.is_file():  # an installation that left the data out
         raise FileNotFoundError(f"{path}: example file missing from this installation")
     return path

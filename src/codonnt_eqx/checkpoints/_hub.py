@@ -13,14 +13,15 @@ from ._errors import CheckpointError
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-# What loading needs: never the PyTorch or TensorFlow copies of the weights.
-NEEDED_FILES = (
-    "config.json",
-    "vocab.txt",
-    "codonnt_tokenizer.json",
-    "model.safetensors",
-    "model-*.safetensors",
-    "model.safetensors.index.json",
+# What loading needs, never more: the config and vocabulary, and one copy of the weights, in
+# this order of preference (a repository with safetensors never sends its PyTorch or
+# TensorFlow copies; an older one with only pytorch_model.bin, or InstaDeep's JAX layout,
+# still loads).
+NEEDED_FILES = ("config.json", "vocab.txt", "codonnt_tokenizer.json")
+WEIGHT_FILES = (
+    ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model-*.bin", "pytorch_model.bin.index.json"),
+    ("jax_model/*",),
 )
 
 
@@ -71,8 +72,9 @@ def _download_command(repo_id: str, revision: str | None) -> str:
 
 def resolve_hub_id(repo_id: str, revision: str | None = None) -> pathlib.Path:
     """The local folder of `repo_id`: the cached snapshot, or one downloaded with
-    `huggingface_hub.snapshot_download` (only `NEEDED_FILES`) when that is installed and
-    `HF_HUB_OFFLINE` is not set. Otherwise `CheckpointError` with the command to run."""
+    `huggingface_hub.snapshot_download` (only `NEEDED_FILES` and one copy of the weights,
+    `WEIGHT_FILES`) when that is installed and `HF_HUB_OFFLINE` is not set. Otherwise
+    `CheckpointError` with the command to run."""
     snapshot = cached_snapshot(repo_id, revision)
     if snapshot is not None:
         return snapshot
@@ -83,19 +85,30 @@ def resolve_hub_id(repo_id: str, revision: str | None = None) -> pathlib.Path:
         huggingface_hub = None
     if huggingface_hub is not None and not offline:
         try:
-            path = huggingface_hub.snapshot_download(
-                repo_id, revision=revision, allow_patterns=list(NEEDED_FILES)
-            )
+            return _download(huggingface_hub, repo_id, revision)
         except Exception as e:  # no network, no such repository, a gated model, ...
             raise CheckpointError(
                 f"{repo_id}: not in the Hugging Face cache ({hub_cache()}) and the download "
                 f"failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); download it "
                 f"with: {_download_command(repo_id, revision)}"
             ) from None
-        return pathlib.Path(path)
     how = "HF_HUB_OFFLINE is set" if offline else "huggingface_hub is not installed"
     raise CheckpointError(
         f"{repo_id}: not in the Hugging Face cache ({hub_cache()}), and {how}; download it "
         f"with: pip install huggingface_hub && {_download_command(repo_id, revision)} "
         "(or pip install 'codonnt-eqx[hub]' to let codonnt-eqx fetch it)"
     )
+
+
+def _download(huggingface_hub, repo_id: str, revision: str | None) -> pathlib.Path:
+    """The config and the first kind of weights of `WEIGHT_FILES` the repository has."""
+    path = None
+    for i, weights in enumerate(WEIGHT_FILES):
+        patterns = [*NEEDED_FILES, *weights] if i == 0 else list(weights)
+        path = pathlib.Path(
+            huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+        )
+        if any(any(path.glob(w)) for w in weights):
+            return path
+    assert path is not None
+    return path  # no weights at all: loading says what is missing

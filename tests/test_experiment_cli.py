@@ -63,3 +63,11 @@ def test_tiny_comparison_writes_table_results_and_plot(tmp_path, capsys):
     assert rows[0]["nucleotides_seen"] == rows[1]["nucleotides_seen"] == 2 * 2 * 60
     assert (out / "plot.png").stat().st_size > 1000
     assert table in capsys.readouterr().out
+
+    # --resume with the folder alone: the saved settings (arms, task, budget) come back; the
+    # finished arms are kept, nothing is trained again.
+    assert main(["experiment", "tokenizations", "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "overrides" not in printed and printed.count("finished by an earlier run") == 2
+    assert main(["experiment", "tokenizations", "--out", str(out)]) == 1
+    assert "--resume continues it" in capsys.readouterr().err

@@ -113,3 +113,18 @@ def test_the_embed_command_stops_at_a_bad_region(
     err = capsys.readouterr().err
     assert "bad.bed" in err and re.search(message, err), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [("chr1\t10\tx", "line 2: end 'x' is not a whole number"), ("chrX\t0\t10", "'chrX'")],
+)
+def test_the_bed_and_reference_are_checked_before_the_model_loads(
+    tmp_path, genome, capsys, line, message
+):
+    bed = tmp_path / "bad.bed"
+    bed.write_text(f"chr1\t0\t10\n{line}\n")
+    missing = tmp_path / "no-such-checkpoint"  # loading it would fail: it must not be reached
+    assert _embed(genome, bed, missing, tmp_path / "out.npz") == 1
+    err = capsys.readouterr().err
+    assert "bad.bed" in err and message in err and "no-such-checkpoint" not in err, err

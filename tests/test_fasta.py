@@ -138,3 +138,11 @@ def test_byte_order_mark_and_corrupt_gzip_member(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(FastaError, match="not a readable FASTA"):
         read_fasta(path)
+
+
+@pytest.mark.parametrize("separator", ["\t", " ", " \t "])
+def test_a_name_ends_at_any_whitespace(tmp_path, separator):
+    path = tmp_path / "x.fa"
+    path.write_text(f">c1{separator}some description\nACGT\n")
+    (record,) = read_fasta(path)
+    assert (record.name, record.description) == ("c1", "some description")

@@ -181,6 +181,18 @@ def _embed_to_file(args: argparse.Namespace) -> None:
     check_output_not_input(args.output, [args.fasta, args.bed])
     if args.per_token and args.rc_average:
         raise ValueError("--rc-average averages pooled embeddings; it cannot go with --per-token")
+    if args.bed:  # read and checked before the model loads: a bad line fails at once
+        regions = read_bed(args.bed)
+        genome = read_reference(
+            sys.stdin.buffer if args.fasta == "-" else args.fasta, names={r.chrom for r in regions}
+        )
+        # Numbered records: a region's name need not be unique, its row in the BED is.
+        inputs = [
+            FastaRecord(str(i), "", region_sequence(genome, r)) for i, r in enumerate(regions)
+        ]
+        del genome
+    else:
+        regions, inputs = [], None
     model, tok, description = load_model(args)
     print(f"Model: {description}.", file=sys.stderr)
     embedder = Embedder(
@@ -199,18 +211,8 @@ def _embed_to_file(args: argparse.Namespace) -> None:
     )
     skipped: list[Any] = []  # InvalidRecordErrors, or messages naming BED regions
     bar = progress("seq")
-    if args.bed:
-        regions = read_bed(args.bed)
-        genome = read_reference(
-            sys.stdin.buffer if args.fasta == "-" else args.fasta, names={r.chrom for r in regions}
-        )
-        # Numbered records: a region's name need not be unique, its row in the BED is.
-        inputs = [
-            FastaRecord(str(i), "", region_sequence(genome, r)) for i, r in enumerate(regions)
-        ]
-        del genome
-    else:
-        regions, inputs = [], records(args)
+    if inputs is None:
+        inputs = records(args)
 
     def results():
         for result in embedder(inputs, on_invalid=_on_invalid(skipped, regions, args.skip_invalid)):

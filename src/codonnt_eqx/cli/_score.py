@@ -4,6 +4,7 @@ reference genome) or pseudo-log-likelihoods, as a TSV."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..inference import Scorer, VariantScore
 from ..io import (
+    VcfVariant,
     check_output_not_input,
     read_genes,
     read_reference,
@@ -142,17 +144,12 @@ def _score_command(args: argparse.Namespace) -> None:
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
         return
-    coding = {"auto": None, "yes": True, "no": False}[args.coding]
-    scores = scorer.score_variants(unique_records(args), variants, coding=coding)
+    scores = scorer.score_variants(unique_records(args), variants, coding=_coding(args))
     failed = [s for s in scores if s.error is not None]
     if failed and not args.skip_invalid:
-        shown = "; ".join(
-            f"{s.variant.sequence_name}:{s.variant.position} {s.error}" for s in failed[:5]
-        )
-        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        raise ValueError(
-            f"{len(failed)} of {len(scores)} variants cannot be scored: {shown}{more}; "
-            "--skip-invalid writes them with the reason in the error column"
+        _refuse(
+            [f"{s.variant.sequence_name}:{s.variant.position} {s.error}" for s in failed],
+            len(scores),
         )
     write_variant_scores(args.output, scores)
     wall = time.perf_counter() - start
@@ -191,6 +188,12 @@ def _score_vcf(args: argparse.Namespace) -> None:
         raise ValueError("--vcf and --reference go together (--genes needs both)")
     if args.fasta is not None or args.variants:
         raise ValueError("with --vcf the sequences come from --reference: drop FASTA / --variants")
+    for flag, given, why in (
+        ("--strict", args.strict, "the reference is read as it is (soft-masked bases as bases)"),
+        ("--one-pass", args.one_pass, "it is for pseudo-log-likelihoods, not variants"),
+    ):
+        if given:
+            raise ValueError(f"{flag} does not apply to --vcf ({why}): drop it")
     check_output_not_input(args.output, [args.vcf, args.reference, args.genes])
     genes = read_genes(args.genes) if args.genes else []
     # Read twice, cheaply (htslib): first for the chromosomes to keep of the reference, then
@@ -200,52 +203,81 @@ def _score_vcf(args: argparse.Namespace) -> None:
     variants = read_vcf_variants(args.vcf, reference)
     bad = [v for v in variants if v.error is not None]
     if bad and not args.skip_invalid:
-        _refuse(args.vcf, [f"{v.where}: {v.error}" for v in bad], len(variants))
+        _refuse([f"{v.where}: {v.error}" for v in bad], len(variants), f"{args.vcf}: ")
     scorer = _scorer(args)
     tok = scorer.tokenizer
+    k = int(np.max(tok.token_nucleotides))  # the k of a k-mer tokenizer
     contexts, sequences = variant_contexts(
         variants,
         reference,
         genes=genes,
         flank=tok.nucleotides_for_tokens(scorer.window),  # a full window either side
-        period=int(np.max(tok.token_nucleotides)),  # the k of a k-mer tokenizer
+        period=k,
     )
     start = time.perf_counter()
     scores: list[VariantScore | None] = [None] * len(variants)
-    coding = {"auto": None, "yes": True, "no": False}[args.coding]
     for in_gene in (True, False):
         chosen = [(i, c) for i, c in enumerate(contexts) if c and bool(c.gene) == in_gene]
         found = scorer.score_variants(
-            sequences, [c.variant for _, c in chosen], coding=coding if in_gene else False
+            sequences, [c.variant for _, c in chosen], coding=_coding(args) if in_gene else False
         )
         for (i, _), s in zip(chosen, found, strict=True):
             scores[i] = s
+    shifting = _shifting_indels(variants, scores, k)
+    for i, reason in shifting.items():
+        variants[i], scores[i] = dataclasses.replace(variants[i], skip_reason=reason), None
     failed = [
         f"{v.where}: {s.error}"
         for v, s in zip(variants, scores, strict=True)
         if s is not None and s.error is not None
     ]
     if failed and not args.skip_invalid:
-        _refuse(args.vcf, failed, len(variants))
+        _refuse(failed, len(variants), f"{args.vcf}: ")
     write_vcf_scores(args.output, zip(variants, contexts, scores, strict=True))
     wall = time.perf_counter() - start
-    skipped = [v for v in variants if v.skip_reason is not None and v.error is None]
+    symbolic = sum(v.skip_reason is not None and v.error is None for v in variants) - len(shifting)
     scored = sum(s is not None and s.error is None for s in scores)
     print(
         f"wrote {args.output}: {scored} of {len(variants)} variants scored "
-        f"({sum(bool(c and c.gene) for c in contexts)} in genes), {len(skipped)} symbolic or "
-        f"missing ALTs not scored, {len(bad) + len(failed)} invalid, in {wall:.1f} s "
-        f"(compile {scorer.runner.compile_seconds:.1f} s)",
+        f"({sum(bool(c and c.gene) for c in contexts)} in genes), {symbolic} symbolic or "
+        f"missing ALTs not scored, {len(shifting)} indels of length not a multiple of {k} "
+        f"not scored (they shift every later token), {len(bad) + len(failed)} invalid, in "
+        f"{wall:.1f} s (compile {scorer.runner.compile_seconds:.1f} s)",
         file=sys.stderr,
     )
     for line in [f"{v.where}: {v.error}" for v in bad] + failed:
         print(f"not scored: {line}", file=sys.stderr)
 
 
-def _refuse(vcf: str, problems: list[str], total: int) -> None:
+def _shifting_indels(
+    variants: list[VcfVariant], scores: list[VariantScore | None], k: int
+) -> dict[int, str]:
+    """The variants (by index) that could not be scored because they are indels of a length
+    that is not a multiple of k: every token after them changes (in a genomic window, or far
+    from a gene's end, more than a variant may change), which is what such an indel is, not
+    a fault in the input. The reason to write for each."""
+    out = {}
+    for i, (v, s) in enumerate(zip(variants, scores, strict=True)):
+        shift = abs(len(v.alt) - len(v.ref))
+        # "changes N tokens, more than M": the scorer's refusal of too wide a change.
+        if s is not None and s.error and s.error.startswith("changes ") and shift % k:
+            out[i] = (
+                f"an indel of length {shift}, not a multiple of {k}, shifts every later "
+                "token: not scored"
+            )
+    return out
+
+
+def _coding(args: argparse.Namespace) -> bool | None:
+    """--coding: are the sequences in-frame CDSs (None: decide per sequence)?"""
+    return {"auto": None, "yes": True, "no": False}[args.coding]
+
+
+def _refuse(problems: list[str], total: int, prefix: str = "") -> None:
+    """Stop the run: `problems` (of `total` variants) cannot be scored."""
     shown = "; ".join(problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     raise ValueError(
-        f"{vcf}: {len(problems)} of {total} variants cannot be scored: {shown}{more}; "
+        f"{prefix}{len(problems)} of {total} variants cannot be scored: {shown}{more}; "
         "--skip-invalid writes them with the reason in the error column"
     )

@@ -8,7 +8,6 @@ from ._bed import read_bed as read_bed
 from ._bed import region_sequence as region_sequence
 from ._embed_files import output_format as output_format
 from ._embed_files import write_embeddings as write_embeddings
-from ._fasta import BinaryStream as BinaryStream
 from ._fasta import FastaError as FastaError
 from ._fasta import FastaRecord as FastaRecord
 from ._fasta import iter_fasta as iter_fasta
@@ -22,6 +21,7 @@ from ._output_policy import check_output_not_input as check_output_not_input
 from ._output_policy import claim_run_folder as claim_run_folder
 from ._reference import read_reference as read_reference
 from ._region_files import write_region_embeddings as write_region_embeddings
+from ._text_files import BinaryStream as BinaryStream
 from ._variant_contexts import VCF_SCORE_COLUMNS as VCF_SCORE_COLUMNS
 from ._variant_contexts import VariantContext as VariantContext
 from ._variant_contexts import variant_contexts as variant_contexts

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
-import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from ..errors import InputError
 from ..tokenizers import reverse_complement
+from ._text_files import UNREADABLE, open_text
 
 
 class BedError(InputError):
@@ -48,41 +47,44 @@ def read_bed(path: str | os.PathLike) -> list[BedRegion]:
     print(regions[0].chrom, regions[0].start, regions[0].end, regions[0].strand)
     ```
     """
-    regions = []
-    for line_no, fields in _table_lines(path, BedError):
+    return [region for region, _ in bed_lines(path, BedError)]
+
+
+def bed_lines(path: str | os.PathLike, error: type[InputError]) -> Iterator[tuple[BedRegion, str]]:
+    """`read_bed`'s regions, each with its raw 6th column (`""` when absent: a gene file
+    needs a strand where a region does not), raising `error` for a bad line."""
+    for line_no, fields in table_lines(path, error):
         where = f"{path}, line {line_no}"
         if len(fields) < 3:
             hint = " (columns must be separated by tabs)" if " " in fields[0] else ""
-            raise BedError(
+            raise error(
                 f"{where}: expected at least 3 tab-separated columns (chrom, start, end), "
                 f"got {len(fields)}{hint}"
             )
         chrom, start, end = fields[:3]
         if not chrom:
-            raise BedError(f"{where}: empty chrom")
+            raise error(f"{where}: empty chrom")
         for column, value in (("start", start), ("end", end)):
             if not value.isascii() or not value.isdigit():
-                raise BedError(f"{where}: {column} {value!r} is not a whole number")
+                raise error(f"{where}: {column} {value!r} is not a whole number")
         begin, stop = int(start), int(end)
         if stop <= begin:
-            raise BedError(
+            raise error(
                 f"{where}: end {stop} is not after start {begin} (BED is 0-based, half-open)"
             )
         name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else ""
-        strand = fields[5] if len(fields) > 5 else "."
-        if strand not in ("+", "-", "."):
-            raise BedError(f"{where}: strand {strand!r} is not +, - or .")
-        regions.append(
-            BedRegion(
-                chrom,
-                begin,
-                stop,
-                name or f"{chrom}:{begin + 1}-{stop}",
-                "-" if strand == "-" else "+",
-                where,
-            )
+        strand = fields[5] if len(fields) > 5 else ""
+        if strand not in ("+", "-", ".", ""):
+            raise error(f"{where}: strand {strand!r} is not +, - or .")
+        region = BedRegion(
+            chrom,
+            begin,
+            stop,
+            name or f"{chrom}:{begin + 1}-{stop}",
+            "-" if strand == "-" else "+",
+            where,
         )
-    return regions
+        yield region, strand
 
 
 def region_sequence(reference: Mapping[str, str], region: BedRegion) -> str:
@@ -102,17 +104,13 @@ def region_sequence(reference: Mapping[str, str], region: BedRegion) -> str:
     return reverse_complement(bases) if region.strand == "-" else bases
 
 
-def _table_lines(path: str | os.PathLike, error: type[InputError], stop_at: str | None = None):
+def table_lines(
+    path: str | os.PathLike, error: type[InputError], stop_at: str | None = None
+) -> Iterator[tuple[int, list[str]]]:
     """(line number, tab-separated fields) of a plain or gzipped text table, skipping blank
     lines, `#` comments and UCSC `track`/`browser` lines, up to a line starting `stop_at`."""
     try:
-        with open(path, "rb") as f:
-            gzipped = f.read(2) == b"\x1f\x8b"
-        f = gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror})") from None
-    with f:
-        try:
+        with open_text(path) as f:
             for line_no, line in enumerate(f, start=1):
                 line = line.rstrip("\r\n")
                 if stop_at is not None and line.startswith(stop_at):
@@ -122,5 +120,7 @@ def _table_lines(path: str | os.PathLike, error: type[InputError], stop_at: str 
                 if line.split(None, 1)[0] in ("track", "browser"):
                     continue
                 yield line_no, [x.strip() for x in line.split("\t")]
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise error(f"{path}: not a readable text table ({e})") from None
+    except UNREADABLE as e:
+        raise error(f"{path}: not a readable text table ({e})") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None

@@ -30,6 +30,7 @@ from ._atomic_file import atomic_output
 
 FORMATS = (".npz", ".parquet")
 _ROW_GROUP = 1024  # parquet rows per group: bounds memory while writing
+_NUMPY = {"str": np.str_, "int64": np.int64}  # the kinds of extra columns
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -57,9 +58,23 @@ def write_embeddings(
 
     `layers` is recorded when the vectors have a layer axis. **Returns:** sequences written.
     """
+    return write_rows(path, ((r, ()) for r in results), layers=layers, per_token=per_token)
+
+
+def write_rows(
+    path: str | os.PathLike,
+    rows: Iterable[tuple[SequenceEmbedding, tuple]],
+    *,
+    layers: Sequence[int] | None = None,
+    per_token: bool = False,
+    extra_columns: Sequence[tuple[str, str]] = (),
+) -> int:
+    """`write_embeddings` of rows that carry more values beside their embedding: one per
+    `extra_columns` entry `(name, kind)` (kind `"str"` or `"int64"`), written as `.parquet`
+    columns after `name` and as `.npz` arrays named in the plural (`chrom` -> `chroms`)."""
     writer = {".npz": _write_npz, ".parquet": _write_parquet}[output_format(path)]
     with atomic_output(path) as tmp:
-        return writer(tmp, results, layers, per_token)
+        return writer(tmp, rows, layers, per_token, extra_columns)
 
 
 class _Spool:
@@ -88,11 +103,13 @@ class _Spool:
         self.file.close()
 
 
-def _write_npz(tmp: pathlib.Path, results, layers, per_token) -> int:
+def _write_npz(tmp: pathlib.Path, rows, layers, per_token, extra_columns) -> int:
     names, lengths, num_tokens = [], [], []
+    extra: list[tuple] = []
     vectors, spans = _Spool(tmp.parent), _Spool(tmp.parent)
     try:
-        for r in results:
+        for r, values in rows:
+            extra.append(values)
             names.append(r.name)
             lengths.append(r.length)
             num_tokens.append(r.num_tokens)
@@ -108,6 +125,8 @@ def _write_npz(tmp: pathlib.Path, results, layers, per_token) -> int:
             small["offsets"] = np.r_[0, np.cumsum(small["num_tokens"])].astype(np.int64)
         if layers is not None:
             small["layers"] = np.array(layers, np.int64)
+        for j, (column, kind) in enumerate(extra_columns):
+            small[f"{column}s"] = np.array([values[j] for values in extra], _NUMPY[kind])
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
             for key, array in small.items():
                 with z.open(f"{key}.npy", "w", force_zip64=True) as out:
@@ -123,32 +142,37 @@ def _write_npz(tmp: pathlib.Path, results, layers, per_token) -> int:
     return len(names)
 
 
-def _write_parquet(tmp: pathlib.Path, results, layers, per_token) -> int:
+def _write_parquet(tmp: pathlib.Path, rows, layers, per_token, extra_columns) -> int:
     # optional (the embed extra): only .parquet outputs need it
     import pyarrow as pa
     import pyarrow.parquet as pq  # (the same extra)
 
     writer, batch, count = None, [], 0
+    kinds = {"str": pa.string(), "int64": pa.int64()}
 
     def flush():
         nonlocal writer
-        table = _arrow_table(batch, layers, per_token)
+        table = _arrow_table([r for r, _ in batch], layers, per_token)
+        for j, (column, kind) in enumerate(extra_columns):
+            values = pa.array([v[j] for _, v in batch], kinds[kind])
+            table = table.add_column(1 + j, column, values)
         if writer is None:
             writer = pq.ParquetWriter(tmp, table.schema)
         writer.write_table(table)
         batch.clear()
 
     try:
-        for r in results:
-            batch.append(r)
+        for row in rows:
+            batch.append(row)
             count += 1
             if len(batch) >= _ROW_GROUP:
                 flush()
-        if batch or writer is None:
-            if not batch:  # nothing embedded: still a valid, empty table
-                writer = pq.ParquetWriter(tmp, pa.schema(_empty_fields(pa)))
-            else:
-                flush()
+        if batch:
+            flush()
+        elif writer is None:  # nothing embedded: still a valid, empty table
+            fields = _empty_fields(pa)
+            fields[1:1] = [(column, kinds[kind]) for column, kind in extra_columns]
+            writer = pq.ParquetWriter(tmp, pa.schema(fields))
     finally:
         if writer is not None:
             writer.close()

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
 
 from ..errors import InputError
-
-# Binary streams a user passes (sys.stdin.buffer, open(..., 'rb'), io.BytesIO, gzip files).
-BinaryStream = io.RawIOBase | io.BufferedIOBase | BinaryIO
+from ._text_files import UNREADABLE, BinaryStream, open_text
 
 
 class FastaError(InputError):
@@ -30,51 +23,6 @@ class FastaRecord:
     description: str
     sequence: str
     line: int = field(default=0, compare=False)
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-class _Prefixed(io.RawIOBase):
-    """`head` then the rest of `stream`: the bytes read to sniff the format are put back
-    without a second open or a seek, so pipes, FIFOs and stdin work."""
-
-    def __init__(self, head: bytes, stream: BinaryStream):
-        self._head, self._stream = head, stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n], self._head = self._head[:n], self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-@contextlib.contextmanager
-def _lines(source: str | os.PathLike | BinaryStream) -> Iterator[TextIO]:
-    """Text lines of a plain or gzipped FASTA source, opened once."""
-    owned = isinstance(source, (str, os.PathLike))
-    stream = open(source, "rb") if owned else source
-    try:
-        head = b""
-        while len(head) < 2:  # a pipe may deliver fewer bytes than asked
-            chunk = stream.read(2 - len(head))
-            if not chunk:
-                break
-            head += chunk
-        raw: BinaryStream = io.BufferedReader(_Prefixed(head, stream))
-        if head == _GZIP_MAGIC:
-            raw = gzip.GzipFile(fileobj=raw, mode="rb")
-        # utf-8-sig: a byte-order mark (Windows editors) is not part of the first header.
-        yield io.TextIOWrapper(raw, encoding="utf-8-sig")
-    finally:
-        if owned:
-            stream.close()
 
 
 def read_fasta(source: str | os.PathLike | BinaryStream) -> list[FastaRecord]:
@@ -106,7 +54,8 @@ def iter_fasta(source: str | os.PathLike | BinaryStream) -> Iterator[FastaRecord
         return FastaRecord(name, description, "".join(chunks), line_no)
 
     try:
-        with _lines(source) as f:
+        # utf-8-sig: a byte-order mark (Windows editors) is not part of the first header.
+        with open_text(source, encoding="utf-8-sig") as f:
             for line_no, line in enumerate(f, start=1):
                 line = line.strip()
                 if not line or line.startswith(";"):
@@ -114,17 +63,20 @@ def iter_fasta(source: str | os.PathLike | BinaryStream) -> Iterator[FastaRecord
                 if line.startswith(">"):
                     if header is not None:
                         yield record()
-                    name, _, description = line[1:].strip().partition(" ")
+                    # The name ends at any whitespace (a tab too, as samtools and BLAST read it).
+                    parts = line[1:].split(None, 1)
+                    name = parts[0] if parts else ""
+                    description = parts[1] if len(parts) > 1 else ""
                     if not name:
                         raise FastaError(f"{path}, line {line_no}: empty header")
-                    header, chunks = (name, description.strip(), line_no), []
+                    header, chunks = (name, description, line_no), []
                 elif header is None:
                     raise FastaError(
                         f"{path}, line {line_no}: sequence data before the first '>' header"
                     )
                 else:
                     chunks.append("".join(line.split()))
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+    except UNREADABLE as e:
         raise FastaError(f"{path}: not a readable FASTA file ({e})") from e
     if header is None:
         raise FastaError(f"{path}: no FASTA records found")

@@ -4,12 +4,12 @@ or the CDS features of a GFF3 file."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
 import urllib.parse
 
 from ..errors import InputError
-from ._bed import _table_lines, read_bed
+from ._bed import bed_lines, table_lines
+from ._text_files import UNREADABLE, open_text
 
 
 class GeneFileError(InputError):
@@ -55,27 +55,14 @@ def read_genes(path: str | os.PathLike) -> list[Gene]:
     if _is_gff(path):
         return _read_gff3(path)
     genes = []
-    for region, raw in zip(read_bed(path), _strands(path), strict=True):
-        if raw not in ("+", "-"):
+    for region, strand in bed_lines(path, GeneFileError):
+        if strand not in ("+", "-"):
             raise GeneFileError(
                 f"{region.origin}: a gene needs its strand (+ or -) in the 6th column (BED6)"
             )
-        genes.append(
-            Gene(
-                region.name,
-                region.chrom,
-                region.strand,
-                ((region.start, region.end),),
-                region.origin,
-            )
-        )
+        segments = ((region.start, region.end),)
+        genes.append(Gene(region.name, region.chrom, strand, segments, region.origin))
     return genes
-
-
-def _strands(path):
-    """The raw 6th column of each BED data line ("" when absent): `read_bed` reads a
-    missing strand as `+`, which a gene may not be."""
-    return [fields[5] if len(fields) > 5 else "" for _, fields in _table_lines(path, GeneFileError)]
 
 
 def _is_gff(path) -> bool:
@@ -83,13 +70,12 @@ def _is_gff(path) -> bool:
     if name.endswith((".gff", ".gff3")):
         return True
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             return f.readline().startswith("##gff-version")
+    except UNREADABLE:
+        return False  # not a GFF3 header: read as BED, which names the bad line
     except OSError as e:
-        raise GeneFileError(f"{path}: cannot read ({e.strerror})") from None
+        raise GeneFileError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def _read_gff3(path) -> list[Gene]:
@@ -134,7 +120,7 @@ def _read_gff3(path) -> list[Gene]:
 
 def _gff_lines(path):
     """(line number, fields) of the feature lines of a GFF3 file, up to a `##FASTA` section."""
-    yield from _table_lines(path, GeneFileError, stop_at="##FASTA")
+    yield from table_lines(path, GeneFileError, stop_at="##FASTA")
 
 
 def _attributes(column: str) -> dict[str, str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
-from ._fasta import BinaryStream, FastaError, iter_fasta
+from ._fasta import FastaError, iter_fasta
+from ._text_files import BinaryStream
 
 
 def read_reference(

@@ -14,7 +14,7 @@ from ..tokenizers import reverse_complement
 from ._atomic_file import atomic_output
 from ._genes import Gene
 from ._variant_files import SCORE_COLUMNS, _cell
-from ._vcf import VcfVariant
+from ._vcf import VcfError, VcfVariant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,8 @@ class VariantContext:
     """Where one genomic variant is scored.
 
     - `variant`: the variant in the coordinates of the scored sequence (its `sequence_name`
-      is a key of the sequences `variant_contexts` returns), alleles on its strand.
+      is a key of the sequences `variant_contexts` returns), alleles on its strand, trimmed
+      of shared bases (`-` for the empty allele of an indel).
     - `strand`: `"+"`, or `"-"` when scored on a minus-strand gene's reverse complement.
     - `gene`: the gene's name, or `""` for a genomic window (no consequence).
     """
@@ -42,13 +43,19 @@ def variant_contexts(
 ) -> tuple[list[VariantContext | None], dict[str, str]]:
     """The sequence each variant is scored in, and those sequences by name.
 
-    The rule: a variant whose whole REF lies in one piece of a gene (the first in `genes`
-    that holds it) is scored in that gene's sequence, on the gene's strand (a minus-strand
-    gene is reverse-complemented, and so are the alleles), so its codon frame is the gene's.
-    Any other variant is scored on the plus strand in the window of the chromosome `flank`
-    bases either side of it, the window starting at a multiple of `period` (0-based) so that
-    a k-mer tokenizer's frame is the chromosome's whatever the variant. Variants with an
-    `error` or `skip_reason` get None. Sequences are upper-cased.
+    The rule: REF and ALT are first trimmed of the bases they share at either end (the VCF
+    anchor base of an indel), leaving the change itself. A change whose REF bases all lie in
+    one piece of a gene (the first in `genes` that holds it), or an insertion strictly inside
+    one (not at its edge: before the start codon or after the stop), is scored in that gene's
+    sequence, on the gene's strand (a minus-strand gene is reverse-complemented, and so are
+    the alleles), so its codon frame is the gene's. Any other variant is scored on the plus
+    strand in the window of the chromosome `flank` bases either side of it, the window
+    starting at a multiple of `period` (0-based) so that a k-mer tokenizer's frame is the
+    chromosome's whatever the variant; a window is named
+    `chrom:first-last` (1-based, inclusive). An empty allele is `-`. A name already taken
+    (two genes of one name, a gene named like a window) gets a `'` added. Variants with an
+    `error` or `skip_reason` get None; a CHROM `reference` lacks raises `VcfError`.
+    Sequences are upper-cased.
 
     **Arguments:** `variants` (from `read_vcf_variants`, checked against `reference`),
     `reference` (name -> bases), `genes` (from `read_genes`), `flank` (bases of context
@@ -58,37 +65,64 @@ def variant_contexts(
         raise ValueError(f"need flank >= 0 and period >= 1, got {flank}, {period}")
     index = _GeneIndex(genes)
     sequences: dict[str, str] = {}
-    gene_names: dict[int, str] = {}
+    names: dict[tuple, str] = {}  # ("gene", i) or ("window", chrom, lo, hi) -> its name
     contexts: list[VariantContext | None] = []
     for v in variants:
         if v.error is not None or v.skip_reason is not None:
             contexts.append(None)
             continue
-        chrom = reference[v.chrom]
-        start, end = v.pos - 1, v.pos - 1 + len(v.ref)
+        chrom = reference.get(v.chrom)
+        if chrom is None:
+            raise VcfError(f"{v.where}: no sequence named {v.chrom!r} in the reference")
+        start, ref, alt = _minimal(v.pos - 1, v.ref, v.alt)
+        end = start + len(ref)
         found = index.find(v.chrom, start, end)
         if found is None:
             lo = max(0, start - flank)
             lo -= lo % period
             hi = min(len(chrom), end + flank)
-            name = f"{v.chrom}:{lo + 1}-{hi}"
-            sequences.setdefault(name, chrom[lo:hi].upper())
-            contexts.append(VariantContext(Variant(name, start - lo + 1, v.ref, v.alt), "+", ""))
+            key = ("window", v.chrom, lo, hi)
+            if key not in names:
+                names[key] = _free_name(f"{v.chrom}:{lo + 1}-{hi}", sequences)
+                sequences[names[key]] = chrom[lo:hi].upper()
+            name = names[key]
+            placed = Variant(name, start - lo + 1, ref or "-", alt or "-")
+            contexts.append(VariantContext(placed, "+", ""))
             continue
         i, gene, offset = found
-        if i not in gene_names:
-            name = gene.name
-            while name in sequences:  # two genes (or a gene and a window) of one name
-                name += "'"
-            gene_names[i] = name
-            sequences[name] = _gene_sequence(chrom, gene)
-        name = gene_names[i]
+        if ("gene", i) not in names:
+            names["gene", i] = _free_name(gene.name, sequences)
+            sequences[names["gene", i]] = _gene_sequence(chrom, gene)
+        name = names["gene", i]
         if gene.strand == "-":
-            moved = Variant(name, offset + 1, reverse_complement(v.ref), reverse_complement(v.alt))
-        else:
-            moved = Variant(name, offset + 1, v.ref, v.alt)
-        contexts.append(VariantContext(moved, gene.strand, gene.name))
+            ref, alt = reverse_complement(ref), reverse_complement(alt)
+        contexts.append(
+            VariantContext(
+                Variant(name, offset + 1, ref or "-", alt or "-"), gene.strand, gene.name
+            )
+        )
     return contexts, sequences
+
+
+def _free_name(wanted: str, taken: Mapping[str, str]) -> str:
+    """`wanted`, or with `'` added while another sequence has that name (two genes of one
+    name, a gene named like a window): one name never stands for two sequences."""
+    while wanted in taken:
+        wanted += "'"
+    return wanted
+
+
+def _minimal(start: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """The change without the bases REF and ALT share at their ends (the VCF anchor base of
+    an indel, or padding): `(0-based start, ref, alt)`, one allele empty for an indel."""
+    n = 0
+    while n < min(len(ref), len(alt)) and ref[-1 - n] == alt[-1 - n]:
+        n += 1
+    ref, alt = ref[: len(ref) - n], alt[: len(alt) - n]
+    n = 0
+    while n < min(len(ref), len(alt)) and ref[n] == alt[n]:
+        n += 1
+    return start + n, ref[n:], alt[n:]
 
 
 def _gene_sequence(chrom: str, gene: Gene) -> str:
@@ -126,10 +160,14 @@ class _GeneIndex:
 
 
 def _offset_in(gene: Gene, start: int, end: int) -> int | None:
+    """Where `[start, end)` is in the gene's sequence, if in one piece; an insertion
+    (`start == end`, between two bases) only strictly inside one: at a piece's edge it is
+    outside the coding sequence (before the start codon, after the stop, in an intron)."""
     before = 0  # bases of the pieces upstream on the gene's strand
     pieces = gene.segments if gene.strand == "+" else gene.segments[::-1]
     for a, b in pieces:
-        if a <= start and end <= b:
+        inside = a < start < b if start == end else a <= start and end <= b
+        if inside:
             return before + (start - a if gene.strand == "+" else b - end)
         before += b - a
     return None

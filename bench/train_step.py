@@ -4,9 +4,12 @@
     python bench/train_step.py                     # batch 2 x 1000 tokens, every column
     python bench/train_step.py --batches 2 4 --columns torch ours-gelu-blocked
     python bench/train_step.py --tiny              # smoke test: a 2-layer toy, seconds
+    python bench/train_step.py --dtypes float32 bfloat16   # both compute dtypes, one run
 
 A step is forward, backward and an Adam update of a masked-language-model loss (15% of the
-tokens selected, 80/10/10 mask/random/keep, cross-entropy on the selected ones), float32.
+tokens selected, 80/10/10 mask/random/keep, cross-entropy on the selected ones), in each of
+`--dtypes` (float32 by default; bfloat16: ours with `with_options(dtype="bfloat16")`,
+PyTorch under `torch.autocast("cpu", torch.bfloat16)`; parameters and Adam stay float32).
 
 Columns:
 
@@ -127,7 +130,7 @@ def timed_steps(step, warmup: int, repeats: int) -> dict:
     )
 
 
-def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int) -> dict:
+def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int, dtype: str) -> dict:
     import torch
     from transformers import EsmConfig, EsmForMaskedLM
 
@@ -175,7 +178,8 @@ def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int) -> di
     def step():
         inputs, labels = masked()
         optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=inputs, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            loss = model(input_ids=inputs, labels=labels).loss
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -196,7 +200,14 @@ def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int) -> di
 
 
 def run_ours(
-    s: dict, ffn: str, attention: str, batch: int, length: int, warmup: int, repeats: int
+    s: dict,
+    ffn: str,
+    attention: str,
+    batch: int,
+    length: int,
+    warmup: int,
+    repeats: int,
+    dtype: str,
 ) -> dict:
     import equinox as eqx
     import jax
@@ -216,7 +227,7 @@ def run_ours(
         config = ModelConfig(**common, ffn_dim=s["glu_ffn"], use_glu=True, ffn_activation="swish")
     model = NucleotideTransformer(config, key=jax.random.key(0))
     # Options first: the optimiser state mirrors the model's structure, static fields included.
-    model = with_options(model, attention=attention, dtype="float32")
+    model = with_options(model, attention=attention, dtype=dtype)
     optimizer = optax.adam(1e-4)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     objective = MaskedLM.for_tokenizer(KmerTokenizer(3))
@@ -247,18 +258,21 @@ def run_ours(
     )
 
 
-def run_one(column: str, batch: int, length: int, tiny: bool, warmup: int, repeats: int) -> dict:
+def run_one(
+    column: str, batch: int, length: int, tiny: bool, warmup: int, repeats: int, dtype: str
+) -> dict:
     s = sizes(tiny)
     load_start = os.getloadavg()[0]
     if column == "torch":
-        row = run_torch(s, batch, length, warmup, repeats)
+        row = run_torch(s, batch, length, warmup, repeats, dtype)
     else:
         _, ffn, attention = column.split("-")
-        row = run_ours(s, ffn, attention, batch, length, warmup, repeats)
+        row = run_ours(s, ffn, attention, batch, length, warmup, repeats, dtype)
     seconds = row["seconds"]
     return dict(
         row,
         column=column,
+        dtype=dtype,
         batch=batch,
         length=length,
         tokens_per_s=batch * length / seconds,
@@ -288,13 +302,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (default 3)")
     parser.add_argument("--tiny", action="store_true", help="2 layers x 64: a smoke test")
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--one", help=argparse.SUPPRESS)
     add_out_argument(parser, "train_step")
     args = parser.parse_args()
     length = args.length or (64 if args.tiny else 1000)
     if args.one:
-        column, batch = args.one.split(":")
-        row = run_one(column, int(batch), length, args.tiny, args.warmup, args.repeats)
+        column, batch, dtype = args.one.split(":")
+        row = run_one(column, int(batch), length, args.tiny, args.warmup, args.repeats, dtype)
         print(json.dumps(row))
         return
 
@@ -305,23 +320,24 @@ def main() -> None:
         skipped["torch"] = "torch or transformers is not installed"
     load_start = os.getloadavg()
     rows = []
-    for batch in args.batches:
-        for column in columns:
-            cmd = [sys.executable, __file__, "--one", f"{column}:{batch}", "--length", str(length)]
-            cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-            cmd += ["--tiny"] if args.tiny else []
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                sys.stderr.write(proc.stderr)
-                raise SystemExit(f"{column} at batch {batch} failed (exit {proc.returncode})")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(
-                f"{column:>20} {batch} x {length}: {row['seconds']:7.2f} s/step "
-                f"{row['tokens_per_s']:8,.0f} tokens/s, peak {row['peak_rss'] / 2**20:,.0f} MiB, "
-                f"load {row['load_start']:.1f} -> {row['load_end']:.1f}",
-                flush=True,
-            )
+    runs = [(b, c, d) for b in args.batches for d in args.dtypes for c in columns]
+    for batch, column, dtype in runs:
+        one = f"{column}:{batch}:{dtype}"
+        cmd = [sys.executable, __file__, "--one", one, "--length", str(length)]
+        cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+        cmd += ["--tiny"] if args.tiny else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f"{one} failed (exit {proc.returncode})")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(
+            f"{column:>20} {dtype:>8} {batch} x {length}: {row['seconds']:7.2f} s/step "
+            f"{row['tokens_per_s']:8,.0f} tokens/s, peak {row['peak_rss'] / 2**20:,.0f} MiB, "
+            f"load {row['load_start']:.1f} -> {row['load_end']:.1f}",
+            flush=True,
+        )
     load_end = os.getloadavg()
 
     env = environment()
@@ -347,10 +363,10 @@ def main() -> None:
         "skipped": skipped,
         "environment": env,
     }
-    torch_seconds = {r["batch"]: r["seconds"] for r in rows if r["column"] == "torch"}
+    torch_seconds = {(r["batch"], r["dtype"]): r["seconds"] for r in rows if r["column"] == "torch"}
     mib = 2**20
     lines = [
-        f"# Training step (fwd + bwd + Adam), float32, on {env['cpu_model']} "
+        f"# Training step (fwd + bwd + Adam), {', '.join(args.dtypes)}, on {env['cpu_model']} "
         f"({env['cpu_count']} cores); jax {env['jax']}, torch {env.get('torch')}",
         "",
         f"`{result['command']}`",
@@ -362,16 +378,16 @@ def main() -> None:
         + f". Load average (1 min) {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the "
         f"end (a column busy on every core adds about {env['cpu_count']} by itself).",
         "",
-        "| column | batch x length | s / step | tokens/s | vs torch | GFLOP/s | CPU s / step "
-        "| compile s | step RSS MiB | peak RSS MiB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| column | dtype | batch x length | s / step | tokens/s | vs torch | GFLOP/s "
+        "| CPU s / step | compile s | step RSS MiB | peak RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = torch_seconds.get(r["batch"])
+        ratio = torch_seconds.get((r["batch"], r["dtype"]))
         ratio = f"{ratio / r['seconds']:.2f}x" if ratio else "-"
         compile_s = r["compile_seconds"] if r["compile_seconds"] is not None else None
         lines.append(
-            f"| {r['column']} | {r['batch']} x {r['length']} | {r['seconds']:.2f} | "
+            f"| {r['column']} | {r['dtype']} | {r['batch']} x {r['length']} | {r['seconds']:.2f} | "
             f"{r['tokens_per_s']:,.0f} | {ratio} | {r['gflops_per_s']:.0f} | "
             f"{r['cpu_seconds']:.2f} | {'-' if compile_s is None else f'{compile_s:.1f}'} | "
             f"{r['step_rss'] / mib:,.0f} | {r['peak_rss'] / mib:,.0f} | "
@@ -380,13 +396,15 @@ def main() -> None:
     lines += [f"| {column} | skipped: {why} |" for column, why in skipped.items()]
     lines += [
         "",
-        "vs torch: PyTorch's step time / ours (above 1: ours is faster). Step RSS: peak "
+        "vs torch: PyTorch's step time in the same dtype / ours (above 1: ours is faster). "
+        "Step RSS: peak "
         "resident set during the timed steps; peak RSS: the process's, compile included.",
         "",
         f"Environment: `{env}`",
         "",
     ]
-    name = f"train_step_cpu_jax{env['jax']}" + ("_tiny" if args.tiny else "")
+    dtypes = "" if args.dtypes == ["float32"] else "_" + "_".join(args.dtypes)
+    name = f"train_step_cpu_jax{env['jax']}{dtypes}" + ("_tiny" if args.tiny else "")
     folder = results_dir(args.out, "train_step")
     print(f"wrote {write_result(name, result, chr(10).join(lines), folder)}")
 

@@ -37,7 +37,8 @@ def abstract(tree, sharding: Sharding | None = None, shardings=None):
 # sizes that satisfy hlo: %dot ... bf16[4096,512]" (jaxlib 0.10.2; 4 x 1024 tokens compile).
 # On a GPU the autotuner compiles each config and drops those that fail, so this is an
 # artefact of compiling without one: here cuBLAS takes the dots XLA would give to Triton. Our
-# Pallas kernels are custom calls, untouched by the flag.
+# Pallas kernels are custom calls, untouched by the flag. (The model's own backward,
+# `linear_product`, no longer makes that dot; the flag stays for other code's dots.)
 DEVICELESS_COMPILER_OPTIONS: dict[str, dict[str, bool]] = {
     "cuda": {"xla_gpu_enable_triton_gemm": False},
     "tpu": {},

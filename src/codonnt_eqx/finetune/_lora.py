@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..model import Linear, NucleotideTransformer
+from ..model import Linear, NucleotideTransformer, linear_product
 from ._adapter import Adapter, check_no_adapters
 
 # Where LoRA may go, as paths inside a block.
@@ -41,8 +41,8 @@ class LoRALinear(Adapter):
 
     def __call__(self, x: Float[Array, "length in"]) -> Float[Array, "length out"]:
         dtype = self.base.options.compute_dtype  # the run options of the layer it adapts
-        low = jnp.dot(x.astype(dtype), self.a.T.astype(dtype))
-        return self.base(x) + jnp.dot(low, self.b.T.astype(dtype)) * self.scaling
+        low = linear_product(x, self.a, dtype)
+        return self.base(x) + linear_product(low, self.b, dtype) * self.scaling
 
 
 def add_lora(

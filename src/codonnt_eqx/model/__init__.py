@@ -8,6 +8,7 @@ from ._layers import Linear as Linear
 from ._layers import LMHead as LMHead
 from ._layers import RotaryEmbedding as RotaryEmbedding
 from ._layers import SelfAttention as SelfAttention
+from ._matmul import linear_product as linear_product
 from ._options import DTYPES as DTYPES
 from ._options import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._options import RunOptions as RunOptions

@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..kernels import attention as attention_kernel  # pyright: ignore[reportMissingImports]
 from ..kernels import attention_weights  # pyright: ignore[reportMissingImports]
 from ._config import ModelConfig
+from ._matmul import linear_product
 from ._options import RunOptions
 
 # cos and sin tables [length, head_dim] of the rotary embedding.
@@ -42,7 +43,7 @@ class Linear(eqx.Module):
 
     def __call__(self, x: Float[Array, "length in"]) -> Float[Array, "length out"]:
         dtype = self.options.compute_dtype
-        y = jnp.dot(x.astype(dtype), self.weight.T.astype(dtype))
+        y = linear_product(x, self.weight, dtype)
         return y if self.bias is None else y + self.bias.astype(dtype)
 
 

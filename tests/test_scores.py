@@ -174,3 +174,68 @@ def test_a_scorer_takes_a_tokenizer_that_refuses_partial_codons():
     whole = Scorer(model, strict).pseudo_log_likelihood(CDS)
     direct = [_masked_log_probs(model, strict, CDS, [t])[0, ids[t]] for t in range(1, len(ids))]
     np.testing.assert_allclose(whole.log_probs, direct, atol=1e-4)
+
+
+# The standard code written out here, independently of the package's table.
+_AA = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
+_CODE = {a + b + c: _AA[16 * i + 4 * j + k] for i, a in enumerate("TCAG")
+         for j, b in enumerate("TCAG") for k, c in enumerate("TCAG")}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "position, ref, alt",
+    [(5, "C", "A"), (6, "C", "T"), (7, "A", "T"), (11, "T", "A"), (22, "T", "C"), (24, "A", "G")],
+    ids=["missense", "synonymous", "nonsense", "missense-L", "stop_lost", "stop-to-stop"],
+)
+def test_amino_acid_scores_sum_the_codons_of_each_amino_acid(v2, position, ref, alt):
+    model, tok = v2
+    (s,) = score_variants(model, tok, {"g": CDS}, [Variant("g", position, ref, alt)])
+    codon = (position - 1) // 3
+    lp = _masked_log_probs(model, tok, CDS, [codon + 1])[0]  # <cls> first
+    mutated = CDS[: position - 1] + alt + CDS[position:]
+    ref_aa, alt_aa = (
+        _CODE[CDS[3 * codon : 3 * codon + 3]],
+        _CODE[mutated[3 * codon : 3 * codon + 3]],
+    )
+
+    def log_p(aa):  # log P(amino acid): every codon of it, as the tokenizer numbers them
+        return np.logaddexp.reduce([lp[tok.token_to_id(c)] for c, a in _CODE.items() if a == aa])
+
+    assert s.aa_score == pytest.approx(log_p(alt_aa) - log_p(ref_aa), abs=1e-4)
+    if ref_aa == alt_aa:
+        assert s.aa_score == 0.0  # exactly: the same codons on both sides
+    else:
+        assert s.aa_score != pytest.approx(s.score, abs=1e-6)  # not the codon-level score
+
+
+def test_amino_acid_scores_need_one_whole_codon_token(v2):
+    model, tok = v2
+    variants = [
+        Variant("g", 6, "CA", "TT"),  # two codons
+        Variant("g", 10, "CTG", "-"),  # an in-frame deletion
+    ]
+    scores = score_variants(model, tok, {"g": CDS}, variants)
+    assert [s.aa_score for s in scores] == [None, None]
+    # Not a coding sequence: no consequence and no amino acids.
+    (s,) = score_variants(model, tok, {"g": CDS}, [Variant("g", 5, "C", "A")], coding=False)
+    assert s.consequence == "" and s.aa_score is None
+
+
+def test_variants_masking_the_same_tokens_share_one_pass_with_the_same_scores(v2):
+    model, tok = v2
+    codon = CDS[3:6]  # GCC, bases 4-6
+    alts = [a + b + c for a in "ACGT" for b in "ACGT" for c in "ACGT" if a + b + c != codon]
+    variants = [Variant("g", 4, codon, alt) for alt in alts]  # all 63 other codons
+    variants += [Variant("g", 10, "C", "A"), Variant("g", 12, "G", "T")]  # one other codon
+    scorer = Scorer(model, tok)
+    passes = []
+    run = scorer.core.run
+    scorer.core.run = lambda rows, reduce: passes.append(len(rows)) or run(rows, reduce)
+    together = scorer.score_variants({"g": CDS}, variants)
+    assert passes == [2]  # one masked row per codon
+    single = Scorer(model, tok)
+    for v, s in zip(variants, together, strict=True):
+        (alone,) = single.score_variants({"g": CDS}, [v])
+        assert s.variant == v and s.consequence == alone.consequence
+        for field in ("score", "ref_log_prob", "alt_log_prob", "aa_score"):
+            assert getattr(s, field) == pytest.approx(getattr(alone, field), abs=1e-6), field

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from ..model import NucleotideTransformer, with_options
-from ..tokenizers import SequenceError, Tokenizer
+from ..tokenizers import CODON_TABLE, SequenceError, Tokenizer
 from ._batching import Devices
 from ._consequence import consequence, looks_coding
 from ._sequences import NamedSequence, name_and_sequence
@@ -66,6 +66,11 @@ class VariantScore:
     - `consequence`: for an in-frame coding sequence, `synonymous`, `missense`, `nonsense`,
       `stop_lost`, `inframe_indel`, `frameshift` or `unknown`; `""` otherwise.
     - `error`: why the variant was not scored (reference mismatch, unknown sequence, ...).
+    - `aa_score`: for a variant that changes one codon of an in-frame coding sequence, where
+      that codon is one token (3-mer and codon tokenizers): log P(alt amino acid) - log
+      P(ref amino acid) at the masked codon, each the log-sum-exp of the probabilities of the
+      codons that encode it (the stop `*` is an amino acid here), from the same masked pass
+      as `score`: 0 for a synonymous change by construction. None otherwise.
     """
 
     variant: Variant
@@ -76,6 +81,7 @@ class VariantScore:
     method: str
     consequence: str
     error: str | None = None
+    aa_score: float | None = None
 
 
 class Scorer:
@@ -134,6 +140,7 @@ class Scorer:
         )
         self._size = self.core.size
         self.max_variant_tokens = max_variant_tokens
+        self._codons = self._codon_ids()
 
     # -- sequences ------------------------------------------------------------------------------
 
@@ -198,7 +205,10 @@ class Scorer:
         records). `coding`: whether the references are in-frame coding sequences (for
         `consequence`); None decides per sequence with `looks_coding`. Variants that cannot
         be scored come back with `error` set, never raise; two references of one name are
-        a `ValueError` (which one a variant meant would be a guess)."""
+        a `ValueError` (which one a variant meant would be a guess).
+
+        Variants that mask the same tokens of the same sequence (every substitution of one
+        codon, say) share one masked pass: each reads its alleles from it."""
         if not isinstance(references, Mapping):
             named: dict[str, str] = {}
             for i, r in enumerate(references):
@@ -208,17 +218,20 @@ class Scorer:
                 named[name] = sequence
             references = named
         tokenized: dict[str, tuple] = {}
-        plans, rows = [], []
+        plans, rows, seen = [], [], {}
         for variant in variants:
             plan = self._plan_variant(references, tokenized, variant, coding)
-            if plan.error is None:
-                plan.rows = (len(rows), len(plan.masked_rows))
-                rows += plan.masked_rows
+            for row, read in plan.masked_rows:  # one pass per distinct masked row
+                key = (row.tobytes(), read[0].tobytes())
+                if key not in seen:
+                    seen[key] = len(rows)
+                    rows.append((row, read[0]))
+                plan.reads.append((seen[key], read))
             plans.append(plan)
         outputs = []
         for begin in range(0, len(rows), _ROWS_PER_CALL):
             part = rows[begin : begin + _ROWS_PER_CALL]
-            outputs += self.core.run([r for r, _ in part], _keep_masked(part))
+            outputs += self.core.run([r for r, _ in part], _masked_log_probs(part))
         return [plan.result(outputs) for plan in plans]
 
     def _plan_variant(self, references, tokenized, variant: Variant, coding) -> _VariantPlan:
@@ -243,10 +256,11 @@ class Scorer:
         if (coding is None and looks_coding(seq)) or coding:
             plan.consequence = consequence(seq.upper(), start, ref.upper(), alt.upper())
         if v.sequence_name not in tokenized:
-            tokenized[v.sequence_name] = self._body(seq)[0]
-        ref_body = tokenized[v.sequence_name]
+            tokenized[v.sequence_name] = self._body(seq)
+        ref_body, ref_spans = tokenized[v.sequence_name]
+        mutated = seq[:start] + alt + seq[start + len(ref) :]
         try:
-            alt_body = self._body(seq[:start] + alt + seq[start + len(ref) :])[0]
+            alt_body = self._body(mutated)[0]
         except SequenceError as e:
             return plan.fail(f"alt cannot be tokenized: {e}")
         # The changed tokens: what is left after the common prefix and suffix.
@@ -272,12 +286,42 @@ class Scorer:
             plan.masked_rows.append(self._masked_row(ref_body, ref_span, None, None))
             plan.masked_rows.append(self._masked_row(alt_body, alt_span, None, None))
         else:
-            plan.masked_rows.append(self._masked_row(ref_body, ref_span, alt_body, alt_span))
+            codon = ref_spans[a] if width == 1 and plan.consequence in _ONE_CODON else None
+            amino_acids = None if codon is None else self._amino_acid_ids(seq, mutated, codon)
+            row = self._masked_row(ref_body, ref_span, alt_body, alt_span, amino_acids)
+            plan.masked_rows.append(row)
         return plan
 
-    def _masked_row(self, body, span, other_body, other_span):
-        """A window centred on `span` with it masked, and the ids to read there:
-        [(position in the row, ids of body, ids of other_body or None)]."""
+    def _amino_acid_ids(self, seq: str, mutated: str, span) -> tuple | None:
+        """(ids of the codons of the reference amino acid, of the alternative one) when the
+        masked token is exactly the codon of the frame at `span`, else None."""
+        lo, hi = (int(v) for v in span)
+        ids = self._codons
+        if ids is None or hi - lo != 3 or lo % 3:
+            return None
+        ref_aa = CODON_TABLE.get(seq[lo:hi].upper())
+        alt_aa = CODON_TABLE.get(mutated[lo:hi].upper())
+        if ref_aa is None or alt_aa is None:
+            return None
+        pick = lambda aa: np.array([ids[c] for c, a in CODON_TABLE.items() if a == aa])  # noqa: E731
+        return pick(ref_aa), pick(alt_aa)
+
+    def _codon_ids(self) -> dict[str, int] | None:
+        """Codon -> its token id, where the tokenizer makes each codon one token; else None."""
+        ids = {}
+        for codon in CODON_TABLE:
+            try:
+                body, spans = self._body(codon)
+            except SequenceError:
+                return None
+            if len(body) != 1 or tuple(int(v) for v in spans[0]) != (0, 3):
+                return None
+            ids[codon] = int(body[0])
+        return ids
+
+    def _masked_row(self, body, span, other_body, other_span, amino_acids=None):
+        """A window centred on `span` with it masked, and what to read there: (positions in
+        the row, ids of body, ids of other_body or None, `amino_acids` codon ids or None)."""
         lo, hi = span
         start = self.core.centred_start(lo, hi, len(body))
         row = self.core.row(body, start)
@@ -285,7 +329,7 @@ class Scorer:
         positions = np.arange(lo, hi) - start + h
         row[positions] = self.tokenizer.mask_id
         other = None if other_body is None else other_body[other_span[0] : other_span[1]]
-        return row, (positions, body[lo:hi], other)
+        return row, (positions, body[lo:hi], other, amino_acids)
 
 
 @dataclasses.dataclass
@@ -296,7 +340,7 @@ class _VariantPlan:
     method: str = ""
     masked: int = 0
     masked_rows: list = dataclasses.field(default_factory=list)
-    rows: tuple[int, int] = (0, 0)
+    reads: list = dataclasses.field(default_factory=list)  # (row index, what to read there)
 
     def fail(self, error: str) -> _VariantPlan:
         self.error = error
@@ -305,11 +349,11 @@ class _VariantPlan:
     def result(self, outputs) -> VariantScore:
         if self.error is not None:
             return VariantScore(self.variant, None, None, None, 0, "", self.consequence, self.error)
-        first, count = self.rows
-        if count == 1:  # both alleles read from the same masked pass
-            ref_lp, alt_lp = outputs[first]
-        else:  # the reference row, then the alternative row
-            ref_lp, alt_lp = outputs[first][0], outputs[first + 1][0]
+        (first, read), *rest = self.reads
+        ref_lp, alt_lp, aa = _read(outputs[first], read)
+        if rest:  # two contexts: the alternative allele from its own row
+            alt_lp = _read(outputs[rest[0][0]], rest[0][1])[0]
+        assert alt_lp is not None  # a one-row plan reads the other allele from its row
         return VariantScore(
             self.variant,
             alt_lp - ref_lp,
@@ -318,20 +362,37 @@ class _VariantPlan:
             self.masked,
             self.method,
             self.consequence,
+            aa_score=aa,
         )
 
 
-def _keep_masked(part):
-    """A `BucketedRunner` reduce: summed log-probs of the row's own ids (and of the other
-    allele's ids, same positions) at its masked positions."""
+# Consequences of a change within one codon: those an amino-acid score is defined for.
+_ONE_CODON = frozenset({"synonymous", "missense", "nonsense", "stop_lost"})
+
+
+def _masked_log_probs(part):
+    """A `BucketedRunner` reduce: the float64 log-probabilities [masked, vocab] of a row at
+    its masked positions (every variant masking that row reads its own ids from them)."""
 
     def reduce(i, out):
-        positions, own, other = part[i][1]
-        own_lp = float(out[positions, own].astype(np.float64).sum())
-        other_lp = None if other is None else float(out[positions, other].astype(np.float64).sum())
-        return own_lp, other_lp
+        return out[part[i][1]].astype(np.float64)
 
     return reduce
+
+
+def _read(log_probs, read) -> tuple[float, float | None, float | None]:
+    """(summed log-prob of the row's own ids, of the other allele's ids or None, the
+    amino-acid score or None) from a row's masked log-probabilities."""
+    _, own, other, amino_acids = read
+    at = np.arange(len(own))
+    own_lp = float(log_probs[at, own].sum())
+    other_lp = None if other is None else float(log_probs[at, other].sum())
+    aa = None
+    if amino_acids is not None:  # one masked codon: its amino acids' log-probabilities
+        ref_ids, alt_ids = amino_acids
+        lp = log_probs[0]
+        aa = float(np.logaddexp.reduce(lp[alt_ids]) - np.logaddexp.reduce(lp[ref_ids]))
+    return own_lp, other_lp, aa
 
 
 def _log_probs(model, tokens):

@@ -208,8 +208,8 @@ def write_vcf_scores(
                 c = context.variant
                 row += (context.strand, context.gene, c.sequence_name, c.position, c.ref, c.alt)
             if s is None:
-                row += (None, None, None, None, "", "", v.error or v.skip_reason)
+                row += (None, None, None, None, "", "", None, v.error or v.skip_reason)
             else:
                 row += (s.score, s.ref_log_prob, s.alt_log_prob, s.masked_tokens, s.method)
-                row += (s.consequence, s.error)
+                row += (s.consequence, s.aa_score, s.error)
             f.write("\t".join(map(_cell, row)) + "\n")

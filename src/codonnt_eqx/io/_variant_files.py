@@ -19,6 +19,7 @@ SCORE_COLUMNS = (
     "masked_tokens",
     "method",
     "consequence",
+    "aa_score",
     "error",
 )
 
@@ -121,7 +122,8 @@ def write_variant_scores(path: str | os.PathLike, scores: Iterable[VariantScore]
         for s in scores:
             v = s.variant
             row = (v.sequence_name, v.position, v.ref, v.alt, s.score, s.ref_log_prob)
-            row += (s.alt_log_prob, s.masked_tokens, s.method, s.consequence, s.error)
+            row += (s.alt_log_prob, s.masked_tokens, s.method, s.consequence, s.aa_score)
+            row += (s.error,)
             f.write("\t".join(map(_cell, row)) + "\n")
 
 

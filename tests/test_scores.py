@@ -239,3 +239,45 @@ def test_variants_masking_the_same_tokens_share_one_pass_with_the_same_scores(v2
         assert s.variant == v and s.consequence == alone.consequence
         for field in ("score", "ref_log_prob", "alt_log_prob", "aa_score"):
             assert getattr(s, field) == pytest.approx(getattr(alone, field), abs=1e-6), field
+
+
+def test_wildtype_marginals_read_both_alleles_from_the_unmasked_reference(v2):
+    model, tok = v2
+    variants = [Variant("g", 5, "C", "A"), Variant("g", 8, "A", "T"), Variant("g", 6, "CA", "TT")]
+    scorer = Scorer(model, tok)
+    passes = []
+    run = scorer.core.run
+    scorer.core.run = lambda rows, reduce: passes.append(len(rows)) or run(rows, reduce)
+    scores = scorer.score_variants({"g": CDS}, variants, method="wildtype_marginal")
+    assert passes == [1]  # one window: one unmasked pass for all three
+    ids = tok.encode(CDS)
+    lp = _log_softmax64(model(jnp.asarray(ids)).logits)  # nothing masked
+    for v, s in zip(variants, scores, strict=True):
+        mutated = CDS[: v.position - 1] + v.alt + CDS[v.position - 1 + len(v.ref) :]
+        alt_ids = tok.encode(mutated)  # substitutions: as many tokens
+        changed = [t for t, (a, b) in enumerate(zip(ids, alt_ids, strict=True)) if a != b]
+        want = sum(lp[t, alt_ids[t]] - lp[t, ids[t]] for t in changed)
+        assert s.method == "wildtype_marginal" and s.masked_tokens == 0
+        assert s.score == pytest.approx(want, abs=1e-4)
+    # an indel changes the token count: still two masked contexts
+    (indel,) = score_variants(model, tok, {"g": CDS}, [Variant("g", 10, "CTG", "-")],
+                              method="wildtype_marginal")  # fmt: skip
+    assert indel.method == "two_contexts"
+    with pytest.raises((TypeError, ValueError), match="method"):  # the type checker or ours
+        score_variants(model, tok, {"g": CDS}, variants, method="wildtype")
+
+
+def test_the_score_command_takes_the_method(tmp_path, capsys):
+    from codonnt_eqx.cli._main import main
+
+    fasta, table, out = tmp_path / "g.fa", tmp_path / "v.tsv", tmp_path / "s.tsv"
+    fasta.write_text(f">g\n{CDS}\n")
+    table.write_text("g\t5\tC\tA\ng\t6\tC\tT\n")
+    assert main(["score", str(fasta), "--variants", str(table), "-o", str(out),
+                 "--method", "wildtype_marginal"]) == 0  # fmt: skip
+    header, *rows = [line.split("\t") for line in out.read_text().splitlines()]
+    column = dict(zip(header, zip(*rows, strict=True), strict=True))
+    assert column["method"] == ("wildtype_marginal",) * 2
+    assert column["aa_score"][1] == "0"  # GCC -> GCT: synonymous
+    assert main(["score", str(fasta), "--method", "wildtype_marginal", "-o", str(out)]) == 1
+    assert "give --variants" in capsys.readouterr().err

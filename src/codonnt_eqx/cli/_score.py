@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..inference import Scorer, VariantScore
+from ..inference import VARIANT_METHODS, Scorer, VariantScore
 from ..io import (
     VcfVariant,
     check_output_not_input,
@@ -90,6 +90,14 @@ def add_score_parser(commands) -> None:
         "column)? auto: start..stop, length 3n",
     )
     p.add_argument(
+        "--method",
+        choices=VARIANT_METHODS,
+        default="masked_marginal",
+        help="variants: masked_marginal (the changed tokens masked; the default, most "
+        "faithful) or wildtype_marginal (nothing masked: one pass per window scores every "
+        "substitution in it; indels are scored in two contexts either way)",
+    )
+    p.add_argument(
         "--one-pass",
         action="store_true",
         help="without --variants: the one-pass unmasked approximation, not the masked PLL",
@@ -119,6 +127,8 @@ def _score_command(args: argparse.Namespace) -> None:
     if args.fasta is None:
         raise ValueError("score needs a FASTA file (or --vcf with --reference)")
     check_output_not_input(args.output, [args.fasta, args.variants])
+    if args.method != "masked_marginal" and not args.variants:
+        raise ValueError(f"--method {args.method} scores variants: give --variants (or --vcf)")
     variants = read_variants(args.variants) if args.variants else None
     scorer = _scorer(args)
     start = time.perf_counter()
@@ -144,7 +154,9 @@ def _score_command(args: argparse.Namespace) -> None:
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
         return
-    scores = scorer.score_variants(unique_records(args), variants, coding=_coding(args))
+    scores = scorer.score_variants(
+        unique_records(args), variants, coding=_coding(args), method=args.method
+    )
     failed = [s for s in scores if s.error is not None]
     if failed and not args.skip_invalid:
         _refuse(
@@ -219,7 +231,10 @@ def _score_vcf(args: argparse.Namespace) -> None:
     for in_gene in (True, False):
         chosen = [(i, c) for i, c in enumerate(contexts) if c and bool(c.gene) == in_gene]
         found = scorer.score_variants(
-            sequences, [c.variant for _, c in chosen], coding=_coding(args) if in_gene else False
+            sequences,
+            [c.variant for _, c in chosen],
+            coding=_coding(args) if in_gene else False,
+            method=args.method,
         )
         for (i, _), s in zip(chosen, found, strict=True):
             scores[i] = s

@@ -6,6 +6,7 @@ from ._embedder import Embedder as Embedder
 from ._embedder import InvalidRecordError as InvalidRecordError
 from ._embedder import SequenceEmbedding as SequenceEmbedding
 from ._embedder import embed as embed
+from ._scorer import VARIANT_METHODS as VARIANT_METHODS
 from ._scorer import Scorer as Scorer
 from ._scorer import TokenLogLikelihood as TokenLogLikelihood
 from ._scorer import Variant as Variant

@@ -17,6 +17,8 @@ from ._consequence import consequence, looks_coding
 from ._sequences import NamedSequence, name_and_sequence
 from ._windowed import WindowedModel
 
+VariantMethod = Literal["masked_marginal", "wildtype_marginal"]
+VARIANT_METHODS: tuple[str, ...] = ("masked_marginal", "wildtype_marginal")
 _ROWS_PER_CALL = 2048  # masked copies made at a time: bounds memory on long sequences
 
 
@@ -60,7 +62,8 @@ class VariantScore:
       alternative tokens at the masked positions.
     - `masked_tokens`: how many tokens were masked (the tokens the variant changes).
     - `method`: `"masked_marginal"` (same token count on both sides: one pass, the changed
-      tokens masked, both alleles read from the same output) or `"two_contexts"` (an indel
+      tokens masked, both alleles read from the same output), `"wildtype_marginal"` (nothing
+      masked: both alleles read from the unmasked reference) or `"two_contexts"` (an indel
       that changes the token count: each allele's changed tokens masked in its own sequence,
       one token of context either side included when a side would be empty).
     - `consequence`: for an in-frame coding sequence, `synonymous`, `missense`, `nonsense`,
@@ -200,6 +203,7 @@ class Scorer:
         variants: Iterable[Variant],
         *,
         coding: bool | None = None,
+        method: VariantMethod = "masked_marginal",
     ) -> list[VariantScore]:
         """Zero-shot scores of `variants` against `references` (name -> sequence, or FASTA
         records). `coding`: whether the references are in-frame coding sequences (for
@@ -207,8 +211,14 @@ class Scorer:
         be scored come back with `error` set, never raise; two references of one name are
         a `ValueError` (which one a variant meant would be a guess).
 
-        Variants that mask the same tokens of the same sequence (every substitution of one
-        codon, say) share one masked pass: each reads its alleles from it."""
+        `method` (for variants that keep the token count; indels are scored in two contexts):
+        `"masked_marginal"` (the default, the most faithful): the changed tokens masked, both
+        alleles read from that pass; variants that mask the same tokens (every substitution
+        of one codon) share it. `"wildtype_marginal"`: nothing masked, both alleles read
+        from the unmasked reference, so one pass per window scores every substitution in it
+        (fast; the model sees the reference allele it is asked about)."""
+        if method not in VARIANT_METHODS:
+            raise ValueError(f"method must be one of {VARIANT_METHODS}, got {method!r}")
         if not isinstance(references, Mapping):
             named: dict[str, str] = {}
             for i, r in enumerate(references):
@@ -220,12 +230,12 @@ class Scorer:
         tokenized: dict[str, tuple] = {}
         plans, rows, seen = [], [], {}
         for variant in variants:
-            plan = self._plan_variant(references, tokenized, variant, coding)
-            for row, read in plan.masked_rows:  # one pass per distinct masked row
-                key = (row.tobytes(), read[0].tobytes())
+            plan = self._plan_variant(references, tokenized, variant, coding, method)
+            for row, keep, read in plan.masked_rows:  # one pass per distinct row
+                key = (row.tobytes(), keep.tobytes())
                 if key not in seen:
                     seen[key] = len(rows)
-                    rows.append((row, read[0]))
+                    rows.append((row, keep))
                 plan.reads.append((seen[key], read))
             plans.append(plan)
         outputs = []
@@ -234,7 +244,9 @@ class Scorer:
             outputs += self.core.run([r for r, _ in part], _masked_log_probs(part))
         return [plan.result(outputs) for plan in plans]
 
-    def _plan_variant(self, references, tokenized, variant: Variant, coding) -> _VariantPlan:
+    def _plan_variant(
+        self, references, tokenized, variant: Variant, coding, method: str
+    ) -> _VariantPlan:
         v = variant
         ref, alt = ("" if a == "-" else a for a in (v.ref, v.alt))
         plan = _VariantPlan(v)
@@ -280,15 +292,18 @@ class Scorer:
                 f"changes {width} tokens, more than {min(self.max_variant_tokens, self._size)} "
                 "(a frameshift under this tokenization?)"
             )
-        plan.masked = width
-        plan.method = "two_contexts" if two_contexts else "masked_marginal"
+        plan.masked = 0 if method == "wildtype_marginal" and not two_contexts else width
+        plan.method = "two_contexts" if two_contexts else method
         if two_contexts:
             plan.masked_rows.append(self._masked_row(ref_body, ref_span, None, None))
             plan.masked_rows.append(self._masked_row(alt_body, alt_span, None, None))
         else:
             codon = ref_spans[a] if width == 1 and plan.consequence in _ONE_CODON else None
             amino_acids = None if codon is None else self._amino_acid_ids(seq, mutated, codon)
-            row = self._masked_row(ref_body, ref_span, alt_body, alt_span, amino_acids)
+            if method == "wildtype_marginal":
+                row = self._unmasked_row(ref_body, ref_span, alt_body, alt_span, amino_acids)
+            else:
+                row = self._masked_row(ref_body, ref_span, alt_body, alt_span, amino_acids)
             plan.masked_rows.append(row)
         return plan
 
@@ -319,9 +334,23 @@ class Scorer:
             ids[codon] = int(body[0])
         return ids
 
+    def _unmasked_row(self, body, span, other_body, other_span, amino_acids):
+        """The window of the fixed tiling that keeps `span`'s first token (so that variants
+        of one window share its row), unmasked; its whole output is kept. Falls back to a
+        window centred on the span when the span runs past that window."""
+        lo, hi = span
+        start = next(s for s, keep_lo, keep_hi in self.core.windows(len(body)) if lo < keep_hi)
+        if hi > start + self.core.size:
+            start = self.core.centred_start(lo, hi, len(body))
+        row = self.core.row(body, start)
+        where = np.arange(lo, hi) - start + self.core.offset
+        other = other_body[other_span[0] : other_span[1]]
+        return row, np.arange(len(row)), (where, body[lo:hi], other, amino_acids)
+
     def _masked_row(self, body, span, other_body, other_span, amino_acids=None):
-        """A window centred on `span` with it masked, and what to read there: (positions in
-        the row, ids of body, ids of other_body or None, `amino_acids` codon ids or None)."""
+        """A window centred on `span` with it masked; the positions of the row to keep; what
+        to read from them: (indices into the kept ones, ids of body, ids of other_body or
+        None, `amino_acids` codon ids or None)."""
         lo, hi = span
         start = self.core.centred_start(lo, hi, len(body))
         row = self.core.row(body, start)
@@ -329,7 +358,7 @@ class Scorer:
         positions = np.arange(lo, hi) - start + h
         row[positions] = self.tokenizer.mask_id
         other = None if other_body is None else other_body[other_span[0] : other_span[1]]
-        return row, (positions, body[lo:hi], other, amino_acids)
+        return row, positions, (np.arange(hi - lo), body[lo:hi], other, amino_acids)
 
 
 @dataclasses.dataclass
@@ -371,8 +400,8 @@ _ONE_CODON = frozenset({"synonymous", "missense", "nonsense", "stop_lost"})
 
 
 def _masked_log_probs(part):
-    """A `BucketedRunner` reduce: the float64 log-probabilities [masked, vocab] of a row at
-    its masked positions (every variant masking that row reads its own ids from them)."""
+    """A `BucketedRunner` reduce: the float64 log-probabilities [kept, vocab] of a row at the
+    positions it keeps (every variant reading that row reads its own ids from them)."""
 
     def reduce(i, out):
         return out[part[i][1]].astype(np.float64)
@@ -383,14 +412,13 @@ def _masked_log_probs(part):
 def _read(log_probs, read) -> tuple[float, float | None, float | None]:
     """(summed log-prob of the row's own ids, of the other allele's ids or None, the
     amino-acid score or None) from a row's masked log-probabilities."""
-    _, own, other, amino_acids = read
-    at = np.arange(len(own))
+    at, own, other, amino_acids = read
     own_lp = float(log_probs[at, own].sum())
     other_lp = None if other is None else float(log_probs[at, other].sum())
     aa = None
     if amino_acids is not None:  # one masked codon: its amino acids' log-probabilities
         ref_ids, alt_ids = amino_acids
-        lp = log_probs[0]
+        lp = log_probs[at[0]]
         aa = float(np.logaddexp.reduce(lp[alt_ids]) - np.logaddexp.reduce(lp[ref_ids]))
     return own_lp, other_lp, aa
 
@@ -434,14 +462,17 @@ def score_variants(
     variants: Iterable[Variant],
     *,
     coding: bool | None = None,
+    method: VariantMethod = "masked_marginal",
     **options,
 ) -> list[VariantScore]:
-    """Zero-shot variant scores: the log-likelihood ratio of alt vs ref with the changed
-    tokens masked (options: `Scorer`'s; see `Scorer.score_variants`).
+    """Zero-shot variant scores: the log-likelihood ratio of alt vs ref, the changed tokens
+    masked or (`method="wildtype_marginal"`) not (options: `Scorer`'s; see
+    `Scorer.score_variants`).
 
     ```python
     scores = score_variants(model, tok, read_fasta("genes.fa"), [Variant("geneA", 4, "G", "T")])
     print(scores[0].score, scores[0].consequence)
     ```
     """
-    return Scorer(model, tokenizer, **options).score_variants(references, variants, coding=coding)
+    scorer = Scorer(model, tokenizer, **options)
+    return scorer.score_variants(references, variants, coding=coding, method=method)

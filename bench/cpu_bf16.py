@@ -25,19 +25,8 @@ import os
 import sys
 import time
 
-from _common import add_out_argument, environment, results_dir, write_result
-from train_step import MASK, PAD, VOCAB, cpu_model, random_tokens, sizes
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+from _common import add_out_argument, environment, median_seconds, results_dir, write_result
+from train_step import VOCAB, cpu_model, esm_config, random_tokens, sizes
 
 
 def gemm_rows(repeats: int, shape=(2000, 512, 2048)) -> list[dict]:
@@ -62,7 +51,7 @@ def gemm_rows(repeats: int, shape=(2000, 512, 2048)) -> list[dict]:
     rows = []
     for (who, label), (fn, dtype) in ours.items():
         a, b = jnp.asarray(a32, dtype), jnp.asarray(b32, dtype)
-        seconds = median_time(lambda fn=fn, a=a, b=b: fn(a, b).block_until_ready(), repeats)
+        seconds = median_seconds(lambda fn=fn, a=a, b=b: fn(a, b).block_until_ready(), repeats)
         rows.append(dict(column=who, dtype=label, seconds=seconds))
     if _has_torch():
         import torch
@@ -70,7 +59,7 @@ def gemm_rows(repeats: int, shape=(2000, 512, 2048)) -> list[dict]:
         torch.set_num_threads(os.cpu_count() or 1)
         for dtype in (torch.float32, torch.bfloat16):
             a, b = torch.from_numpy(a32).to(dtype), torch.from_numpy(b32).to(dtype)
-            seconds = median_time(lambda a=a, b=b: a @ b, repeats)
+            seconds = median_seconds(lambda a=a, b=b: a @ b, repeats)
             rows.append(dict(column="torch", dtype=str(dtype).split(".")[1], seconds=seconds))
     for r in rows:
         r["gflops_per_s"] = 2 * m * k * n / r["seconds"] / 1e9
@@ -103,29 +92,15 @@ def forward_rows(s: dict, batch: int, length: int, repeats: int) -> list[dict]:
             compiled = fn.lower(fast, ids).compile()
             compile_s = time.perf_counter() - start
             call = lambda c=compiled, m=fast: c(m, ids).block_until_ready()  # noqa: E731
-            seconds = median_time(call, repeats)
+            seconds = median_seconds(call, repeats)
             rows.append(dict(column=name, dtype=dtype, seconds=seconds, compile_seconds=compile_s))
     if _has_torch():
         import torch
-        from transformers import EsmConfig, EsmModel
+        from transformers import EsmModel
 
         torch.set_num_threads(os.cpu_count() or 1)
         torch.manual_seed(0)
-        config = EsmConfig(
-            vocab_size=VOCAB,
-            hidden_size=s["embed"],
-            num_hidden_layers=s["layers"],
-            num_attention_heads=s["heads"],
-            intermediate_size=s["ffn"],
-            hidden_act="gelu",
-            position_embedding_type="rotary",
-            max_position_embeddings=length + 2,
-            pad_token_id=PAD,
-            mask_token_id=MASK,
-            emb_layer_norm_before=False,
-            token_dropout=False,
-            attn_implementation="sdpa",
-        )
+        config = esm_config(s, length)
         inputs = torch.from_numpy(tokens).long()
         for dtype in (torch.float32, torch.bfloat16):
             model = EsmModel(config, add_pooling_layer=False).eval().to(dtype)
@@ -134,7 +109,7 @@ def forward_rows(s: dict, batch: int, length: int, repeats: int) -> list[dict]:
                 with torch.inference_mode():
                     return model(input_ids=inputs).last_hidden_state
 
-            seconds = median_time(run, repeats)
+            seconds = median_seconds(run, repeats)
             label = str(dtype).split(".")[1]
             rows.append(dict(column="torch", dtype=label, seconds=seconds, compile_seconds=None))
     for r in rows:

@@ -130,13 +130,12 @@ def timed_steps(step, warmup: int, repeats: int) -> dict:
     )
 
 
-def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int, dtype: str) -> dict:
-    import torch
-    from transformers import EsmConfig, EsmForMaskedLM
+def esm_config(s: dict, length: int):
+    """transformers' ESM at our architecture of sizes `s`: rotary, pre-LayerNorm, GELU, no
+    dropout, untied decoder, sdpa attention."""
+    from transformers import EsmConfig
 
-    torch.set_num_threads(os.cpu_count())
-    torch.manual_seed(0)
-    config = EsmConfig(
+    return EsmConfig(
         vocab_size=VOCAB,
         hidden_size=s["embed"],
         num_hidden_layers=s["layers"],
@@ -155,6 +154,15 @@ def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int, dtype
         tie_word_embeddings=False,
         attn_implementation="sdpa",
     )
+
+
+def run_torch(s: dict, batch: int, length: int, warmup: int, repeats: int, dtype: str) -> dict:
+    import torch
+    from transformers import EsmForMaskedLM
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    config = esm_config(s, length)
     model = EsmForMaskedLM(config)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

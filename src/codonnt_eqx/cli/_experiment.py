@@ -117,11 +117,7 @@ def _tasks(specs: list[str]) -> dict:
 
 def _run(args: argparse.Namespace) -> None:
 
-    given = given_settings(args, DEFAULTS)
-    if given.get("fasta") == []:
-        del given["fasta"]  # `nargs="*"` gives [] when absent
-    if "fasta" in given:
-        given["fasta"] = [os.path.abspath(f) for f in given["fasta"]]  # resumable from anywhere
+    given = given_settings(args, DEFAULTS, paths=("fasta",))
     if "task" in given:
         given["task"] = [_absolute_task(spec) for spec in given["task"]]
     saved = read_settings(args.out)

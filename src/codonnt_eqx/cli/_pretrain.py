@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import signal
 
@@ -120,11 +119,7 @@ def _pretrain_command(args: argparse.Namespace) -> None:
             process_id=args.process_id,
         )
 
-    given = given_settings(args, DEFAULTS)
-    if given.get("fasta") == []:
-        del given["fasta"]  # `nargs="*"` gives [] when absent
-    if "fasta" in given:
-        given["fasta"] = [os.path.abspath(f) for f in given["fasta"]]  # resumable from anywhere
+    given = given_settings(args, DEFAULTS, paths=("fasta",))
     if not args.resume:
         _check_fresh(args.out)
     s = argparse.Namespace(**resolve_settings(args.out, given, DEFAULTS, resume=args.resume))

@@ -15,10 +15,17 @@ SETTINGS_FILE = "settings.json"
 _FORMAT = "codonnt-eqx run settings v1"
 
 
-def given_settings(args: argparse.Namespace, names: Mapping[str, Any]) -> dict[str, Any]:
+def given_settings(
+    args: argparse.Namespace, names: Mapping[str, Any], *, paths: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The settings among `names` that were on the command line: options whose parser
-    default is None (set below) are absent unless given."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    default is None are absent unless given, as is an empty `nargs="*"` positional. The
+    file lists named in `paths` are made absolute, so a run resumes from anywhere."""
+    given = {name: getattr(args, name) for name in names if getattr(args, name) not in (None, [])}
+    for name in paths:
+        if name in given:
+            given[name] = [os.path.abspath(f) for f in given[name]]
+    return given
 
 
 def resolve_settings(

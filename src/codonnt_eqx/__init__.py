@@ -12,6 +12,7 @@ from .errors import InputError as InputError
 from .examples import example_path as example_path
 from .inference import Embedder as Embedder
 from .inference import InvalidRecordError as InvalidRecordError
+from .inference import SaturationScan as SaturationScan
 from .inference import Scorer as Scorer
 from .inference import SequenceEmbedding as SequenceEmbedding
 from .inference import TokenLogLikelihood as TokenLogLikelihood
@@ -19,6 +20,7 @@ from .inference import Variant as Variant
 from .inference import VariantScore as VariantScore
 from .inference import embed as embed
 from .inference import pseudo_log_likelihood as pseudo_log_likelihood
+from .inference import saturation_scan as saturation_scan
 from .inference import score_variants as score_variants
 from .io import BedError as BedError
 from .io import BedRegion as BedRegion

@@ -23,6 +23,7 @@ from ._plan import add_plan_parser
 from ._plot import add_plot_parser
 from ._predict import add_predict_parser
 from ._pretrain import add_pretrain_parser
+from ._scan import add_scan_parser
 from ._score import add_score_parser
 from ._signals import Signalled, on_signal
 from ._tokenize import add_tokenize_parser
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_parser(commands)
     add_plot_parser(commands)
     add_score_parser(commands)
+    add_scan_parser(commands)
     add_finetune_parser(commands)
     add_predict_parser(commands)
     add_experiment_parser(commands)

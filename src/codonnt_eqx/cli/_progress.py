@@ -30,13 +30,14 @@ def unique_records(args: argparse.Namespace) -> list:
     return out
 
 
-def progress(unit: str):
-    """A tqdm bar on stderr, or None without tqdm (an optional dependency)."""
+def progress(unit: str, total: int | None = None):
+    """A tqdm bar on stderr (of `total` units if known), or None without tqdm (an optional
+    dependency)."""
     try:
         from tqdm import tqdm  # optional (embed/finetune extras): no bar without it
     except ImportError:
         return None
-    return tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 def report_skipped(skipped: list[InvalidRecordError]) -> None:

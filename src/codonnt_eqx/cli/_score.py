@@ -107,6 +107,12 @@ def add_score_parser(commands) -> None:
         action="store_true",
         help="write unscorable variants (e.g. ref mismatches) with an error instead of stopping",
     )
+    add_scorer_options(p)
+    p.set_defaults(run=_score_command)
+
+
+def add_scorer_options(p: argparse.ArgumentParser) -> None:
+    """The model and how it runs, for the commands that score (`make_scorer`)."""
     p.add_argument(
         "--batch-tokens", type=int_in(1), default=8192, help="padded tokens per batch and device"
     )
@@ -115,7 +121,6 @@ def add_score_parser(commands) -> None:
     add_run_options(p)
     add_devices_option(p)
     add_model_source(p, default_help="(default: the shipped codon-nt-mini)")
-    p.set_defaults(run=_score_command)
 
 
 def _score_command(args: argparse.Namespace) -> None:
@@ -130,7 +135,7 @@ def _score_command(args: argparse.Namespace) -> None:
     if args.method != "masked_marginal" and not args.variants:
         raise ValueError(f"--method {args.method} scores variants: give --variants (or --vcf)")
     variants = read_variants(args.variants) if args.variants else None
-    scorer = _scorer(args)
+    scorer = make_scorer(args)
     start = time.perf_counter()
     if variants is None:
         rows, skipped = [], []
@@ -155,7 +160,7 @@ def _score_command(args: argparse.Namespace) -> None:
             print(f"skipped {line}", file=sys.stderr)
         return
     scores = scorer.score_variants(
-        unique_records(args), variants, coding=_coding(args), method=args.method
+        unique_records(args), variants, coding=coding_choice(args), method=args.method
     )
     failed = [s for s in scores if s.error is not None]
     if failed and not args.skip_invalid:
@@ -178,7 +183,7 @@ def _score_command(args: argparse.Namespace) -> None:
         )
 
 
-def _scorer(args: argparse.Namespace) -> Scorer:
+def make_scorer(args: argparse.Namespace) -> Scorer:
     model, tok, description = load_model(args)
     print(f"Model: {description}.", file=sys.stderr)
     return Scorer(
@@ -216,7 +221,7 @@ def _score_vcf(args: argparse.Namespace) -> None:
     bad = [v for v in variants if v.error is not None]
     if bad and not args.skip_invalid:
         _refuse([f"{v.where}: {v.error}" for v in bad], len(variants), f"{args.vcf}: ")
-    scorer = _scorer(args)
+    scorer = make_scorer(args)
     tok = scorer.tokenizer
     k = int(np.max(tok.token_nucleotides))  # the k of a k-mer tokenizer
     contexts, sequences = variant_contexts(
@@ -233,7 +238,7 @@ def _score_vcf(args: argparse.Namespace) -> None:
         found = scorer.score_variants(
             sequences,
             [c.variant for _, c in chosen],
-            coding=_coding(args) if in_gene else False,
+            coding=coding_choice(args) if in_gene else False,
             method=args.method,
         )
         for (i, _), s in zip(chosen, found, strict=True):
@@ -283,7 +288,7 @@ def _shifting_indels(
     return out
 
 
-def _coding(args: argparse.Namespace) -> bool | None:
+def coding_choice(args: argparse.Namespace) -> bool | None:
     """--coding: are the sequences in-frame CDSs (None: decide per sequence)?"""
     return {"auto": None, "yes": True, "no": False}[args.coding]
 

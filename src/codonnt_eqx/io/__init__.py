@@ -21,6 +21,11 @@ from ._output_policy import check_output_not_input as check_output_not_input
 from ._output_policy import claim_run_folder as claim_run_folder
 from ._reference import read_reference as read_reference
 from ._region_files import write_region_embeddings as write_region_embeddings
+from ._scan_files import SCAN_COLUMNS as SCAN_COLUMNS
+from ._scan_files import heatmap_paths as heatmap_paths
+from ._scan_files import plot_scan_heatmap as plot_scan_heatmap
+from ._scan_files import scan_table_format as scan_table_format
+from ._scan_files import write_scan_table as write_scan_table
 from ._text_files import BinaryStream as BinaryStream
 from ._variant_contexts import VCF_SCORE_COLUMNS as VCF_SCORE_COLUMNS
 from ._variant_contexts import VariantContext as VariantContext

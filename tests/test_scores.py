@@ -281,3 +281,5 @@ def test_the_score_command_takes_the_method(tmp_path, capsys):
     assert column["aa_score"][1] == "0"  # GCC -> GCT: synonymous
     assert main(["score", str(fasta), "--method", "wildtype_marginal", "-o", str(out)]) == 1
     assert "give --variants" in capsys.readouterr().err
+    assert main(["score", str(fasta), "--variants", str(table), "--one-pass", "-o", str(out)]) == 1
+    assert "--one-pass is for pseudo-log-likelihoods" in capsys.readouterr().err

@@ -134,6 +134,11 @@ def _score_command(args: argparse.Namespace) -> None:
     check_output_not_input(args.output, [args.fasta, args.variants])
     if args.method != "masked_marginal" and not args.variants:
         raise ValueError(f"--method {args.method} scores variants: give --variants (or --vcf)")
+    if args.one_pass and args.variants:
+        raise ValueError(
+            "--one-pass is for pseudo-log-likelihoods, not variants (see --method "
+            "wildtype_marginal for one unmasked pass): drop one of them"
+        )
     variants = read_variants(args.variants) if args.variants else None
     scorer = make_scorer(args)
     start = time.perf_counter()

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._contract import check_attention_inputs, empty_attention
+from ._contract import check_attention_inputs, check_segment_ids, empty_attention
 from ._masking import MASK_VALUE, key_padding, zero_padded
 
 
@@ -44,18 +44,34 @@ def _untile(x, length: int):
     return x[:, :, :length]
 
 
-def _scores(q, k, bias):
-    """q [H, B, bq, D] (scaled), k [H, B, L, D], bias [1, B, 1, L] -> [H, B, bq, L]."""
-    return jnp.einsum("hbqd,hbkd->hbqk", q, k) + bias
+def _scores(q, k, bias, segments=None):
+    """q [H, B, bq, D] (scaled), k [H, B, L, D], bias [1, B, 1, L] -> [H, B, bq, L];
+    `segments`: None, or the query tile's ids [1, B, bq, 1] and the keys' [1, B, 1, L]."""
+    s = jnp.einsum("hbqd,hbkd->hbqk", q, k) + bias
+    if segments is None:
+        return s
+    query_ids, key_ids = segments
+    return jnp.where(query_ids == key_ids, s, -jnp.inf)
 
 
-def _forward(q, k, v, bias, block):
+def _segment_tiles(segment_ids, block: int):
+    """None, or (query ids as [blocks, 1, B, block, 1] tiles, key ids [1, B, 1, L])."""
+    if segment_ids is None:
+        return None, None
+    ids = segment_ids[None, :, :, None]
+    return _query_tiles(ids, block), segment_ids[None, :, None, :]
+
+
+def _forward(q, k, v, bias, segment_ids, block):
     """Output and log-sum-exp per query; a query with no valid key gets output 0 and lse +inf
     (not -inf: the backward's exp(s - lse) must then be 0 rather than exp(-inf + inf))."""
     length = q.shape[2]
 
-    def tile(qb):
-        s = _scores(qb, k, bias)
+    query_ids, key_ids = _segment_tiles(segment_ids, block)
+
+    def tile(xs):
+        qb, qids = xs
+        s = _scores(qb, k, bias, None if qids is None else (qids, key_ids))
         # `initial`: a row with every key masked (all -inf) keeps a finite maximum.
         m = jnp.max(s, axis=-1, keepdims=True, initial=MASK_VALUE)
         p = jnp.exp(s - m)
@@ -65,31 +81,34 @@ def _forward(q, k, v, bias, block):
         out = jnp.einsum("hbqk,hbkd->hbqd", p, v) / jnp.where(empty, 1.0, total)
         return out, jnp.where(empty, jnp.inf, m + jnp.log(jnp.where(empty, 1.0, total)))
 
-    out, lse = jax.lax.map(tile, _query_tiles(q, block))
+    out, lse = jax.lax.map(tile, (_query_tiles(q, block), query_ids))
     return _untile(out, length), _untile(lse, length)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _blocked(q, k, v, bias, scale, block):
-    return _forward(q * scale, k, v, bias, block)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _blocked(q, k, v, bias, segment_ids, scale, block):
+    return _forward(q * scale, k, v, bias, segment_ids, block)[0]
 
 
-def _blocked_fwd(q, k, v, bias, scale, block):
-    out, lse = _forward(q * scale, k, v, bias, block)
-    return out, (q, k, v, bias, out, lse)
+def _blocked_fwd(q, k, v, bias, segment_ids, scale, block):
+    out, lse = _forward(q * scale, k, v, bias, segment_ids, block)
+    return out, (q, k, v, bias, segment_ids, out, lse)
 
 
 def _blocked_bwd(scale, block, residuals, do):
-    q, k, v, bias, out, lse = residuals
+    q, k, v, bias, segment_ids, out, lse = residuals
     length = q.shape[2]
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.sum(out * do, axis=-1, keepdims=True)
 
+    query_ids, key_ids = _segment_tiles(segment_ids, block)
+
     def tile(carry, xs):
         # Invariant: after a tile, dk and dv hold the contributions of all queries so far.
         dk, dv = carry
-        qb, dob, lseb, deltab = xs
-        p = jnp.exp(_scores(qb, k, bias) - lseb)
+        qb, dob, lseb, deltab, qids = xs
+        segments = None if qids is None else (qids, key_ids)
+        p = jnp.exp(_scores(qb, k, bias, segments) - lseb)
         ds = p * (jnp.einsum("hbqd,hbkd->hbqk", dob, v) - deltab)
         dq = jnp.einsum("hbqk,hbkd->hbqd", ds, k) * scale
         dk = dk + jnp.einsum("hbqk,hbqd->hbkd", ds, qb)
@@ -97,15 +116,17 @@ def _blocked_bwd(scale, block, residuals, do):
         return (dk, dv), dq
 
     # Scores from scaled queries, as in the forward; dk = dS^T (q * scale) takes the scale too.
-    xs = tuple(_query_tiles(x, block) for x in (q * scale, do, lse, delta))
+    xs = (*(_query_tiles(x, block) for x in (q * scale, do, lse, delta)), query_ids)
     (dk, dv), dq = jax.lax.scan(tile, (jnp.zeros_like(k), jnp.zeros_like(v)), xs)
-    return _untile(dq, length), dk, dv, None
+    return _untile(dq, length), dk, dv, None, None
 
 
 _blocked.defvjp(_blocked_fwd, _blocked_bwd)
 
 
-def _blocked_attention(q, k, v, kv_lengths, scale: float, block: int = 256) -> jax.Array:
+def _blocked_attention(
+    q, k, v, kv_lengths, scale: float, block: int = 256, segment_ids=None
+) -> jax.Array:
     """`blocked_attention` on checked, non-empty inputs."""
     batch, length = q.shape[:2]
     valid = key_padding(kv_lengths, batch, length)
@@ -114,7 +135,9 @@ def _blocked_attention(q, k, v, kv_lengths, scale: float, block: int = 256) -> j
     heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3)[:, None] for x in (q, k, v)]
     bias = jnp.where(valid, 0.0, -jnp.inf)[None, :, None, :]
     block = min(block, length)
-    out = jax.lax.map(lambda qkv: _blocked(*qkv, bias, scale, block), heads_major)[:, 0]
+    out = jax.lax.map(
+        lambda qkv: _blocked(*qkv, bias, segment_ids, scale, block), heads_major
+    )[:, 0]
     return out.transpose(1, 2, 0, 3).astype(q.dtype)
 
 
@@ -126,13 +149,15 @@ def blocked_attention(
     *,
     scale: float | None = None,
     block: int = 256,
+    segment_ids: ArrayLike | None = None,
 ) -> jax.Array:
     """`reference_attention` computed `block` queries at a time, with a memory-light backward:
     same signature and contract, same results (float32 inside), O(batch x block x L) score
-    memory. `block`: queries per tile, at least 1."""
+    memory. `block`: queries per tile, at least 1; `segment_ids` as `reference_attention`."""
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ValueError(f"block must be a positive int, got {block!r}")
     q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    segments = check_segment_ids(segment_ids, *q.shape[:2])
     if q.size == 0:
         return empty_attention(q)
-    return _blocked_attention(q, k, v, lengths, scale, block)
+    return _blocked_attention(q, k, v, lengths, scale, block, segments)

@@ -8,6 +8,9 @@ The contract, identical for `attention(implementation=...)`, `flash_attention`,
 - `kv_lengths`: `None` (no padding) or an integer array of shape [batch]. Values outside
   [0, length] are clipped to it: a negative length means no valid key, a length past the end
   means every key is valid.
+- `segment_ids`: `None` or an integer array of shape [batch, length]: a query attends only to
+  keys of its own segment (packed sequences); accepted by the plain-JAX implementations
+  (`reference`, `blocked`, `xla`, and `auto`, which then uses XLA's attention off the CPU).
 - `scale`: `None` (1/sqrt(head_dim)) or a finite real number. Any sign is accepted: softmax is
   defined for it, and a Python float cannot be checked against a traced value anyway.
 - Any size may be 0 (batch, length, heads): the result is then an empty array of the right
@@ -46,6 +49,20 @@ def _check_kv_lengths(kv_lengths, batch: int, length: int) -> jax.Array | None:
     if lengths.shape != (batch,):
         raise ValueError(f"kv_lengths must have shape [batch] = ({batch},), got {lengths.shape}")
     return jnp.clip(lengths, 0, length).astype(jnp.int32)
+
+
+def check_segment_ids(segment_ids, batch: int, length: int) -> jax.Array | None:
+    """`segment_ids` as int32 [batch, length] (or None); `TypeError`/`ValueError` otherwise."""
+    if segment_ids is None:
+        return None
+    ids = jnp.asarray(segment_ids)
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"segment_ids must be an integer array, got dtype {ids.dtype}")
+    if ids.shape != (batch, length):
+        raise ValueError(
+            f"segment_ids must have shape [batch, length] = ({batch}, {length}), got {ids.shape}"
+        )
+    return ids.astype(jnp.int32)
 
 
 def _check_scale(scale, head_dim: int) -> float:

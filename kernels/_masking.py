@@ -29,6 +29,15 @@ def key_padding(kv_lengths: jax.Array | None, batch: int, length: int) -> jax.Ar
     return jnp.arange(length)[None, :] < jnp.asarray(kv_lengths).reshape(batch, 1)
 
 
+def attendable(valid: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+    """bool [batch, 1, queries, keys] (or [batch, 1, 1, keys] without segments): the keys each
+    query may attend to: real keys (`valid` [batch, keys]) of the query's own segment."""
+    keys = valid[:, None, None, :]
+    if segment_ids is None:
+        return keys
+    return keys & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
+
+
 def zero_padded(rows: jax.Array, *xs: jax.Array) -> tuple[jax.Array, ...]:
     """Each of `xs` with the rows where `rows` (bool, broadcastable to them) is False set to 0.
 

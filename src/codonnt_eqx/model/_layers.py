@@ -80,8 +80,13 @@ class RotaryEmbedding(eqx.Module):
         base = 10000.0 * self.rescaling ** (self.dim / (self.dim - 2))
         return 1.0 / base ** (jnp.arange(0, self.dim, 2, dtype=jnp.float32) / self.dim)
 
-    def tables(self, length: int) -> tuple[Float[Array, "length dim"], Float[Array, "length dim"]]:
-        freqs = jnp.outer(jnp.arange(length, dtype=jnp.float32), self.inverse_frequencies())
+    def tables(
+        self, length: int, positions: Int[Array, " length"] | None = None
+    ) -> tuple[Float[Array, "length dim"], Float[Array, "length dim"]]:
+        """cos and sin at positions 0..length-1, or at `positions` (e.g. restarting at 0 at
+        each packed sequence)."""
+        at = jnp.arange(length) if positions is None else positions
+        freqs = jnp.outer(at.astype(jnp.float32), self.inverse_frequencies())
         angles = jnp.concatenate([freqs, freqs], axis=-1)
         return jnp.cos(angles), jnp.sin(angles)
 
@@ -135,10 +140,16 @@ class SelfAttention(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
+        segments: Int[Array, " length"] | None = None,
     ) -> Float[Array, "length embed"]:
         q, k, v = self._project(x, rotary)
         out = attention_kernel(
-            q[None], k[None], v[None], num_valid[None], implementation=self.options.attention
+            q[None],
+            k[None],
+            v[None],
+            num_valid[None],
+            implementation=self.options.attention,
+            segment_ids=None if segments is None else segments[None],
         )[0]
         return self.output(out.reshape(x.shape[0], -1))
 
@@ -147,10 +158,13 @@ class SelfAttention(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
+        segments: Int[Array, " length"] | None = None,
     ) -> Float[Array, "heads length length"]:
-        """The softmax weights this layer gives `x` (float32; zero on padded keys)."""
+        """The softmax weights this layer gives `x` (float32; zero on padded keys and on keys
+        of other segments)."""
         q, k, _ = self._project(x, rotary)
-        return attention_weights(q[None], k[None], num_valid[None])[0]
+        ids = None if segments is None else segments[None]
+        return attention_weights(q[None], k[None], num_valid[None], segment_ids=ids)[0]
 
 
 class FeedForward(eqx.Module):
@@ -204,8 +218,9 @@ class Block(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
+        segments: Int[Array, " length"] | None = None,
     ) -> Float[Array, "length embed"]:
-        h = self.attention(self.attention_norm(x), num_valid, rotary)
+        h = self.attention(self.attention_norm(x), num_valid, rotary, segments)
         x = x + h.astype(x.dtype)
         return x + self.ffn(self.ffn_norm(x)).astype(x.dtype)
 
@@ -214,9 +229,10 @@ class Block(eqx.Module):
         x: Float[Array, "length embed"],
         num_valid: Int[Array, ""],
         rotary: Rotary | None,
+        segments: Int[Array, " length"] | None = None,
     ) -> Float[Array, "heads length length"]:
         """The attention weights of this block for its input `x`."""
-        return self.attention.weights(self.attention_norm(x), num_valid, rotary)
+        return self.attention.weights(self.attention_norm(x), num_valid, rotary, segments)
 
 
 class LMHead(eqx.Module):

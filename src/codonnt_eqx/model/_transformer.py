@@ -90,7 +90,8 @@ class NucleotideTransformer(eqx.Module):
     def num_parameters(self) -> int:
         return sum(x.size for x in jax.tree.leaves(eqx.filter(self, eqx.is_array)))
 
-    def _input_embedding(self, tokens, is_pad):
+    def _input_embedding(self, tokens, is_pad, packing):
+        """`packing`: None, or (run index, position in its sequence) per token."""
         c = self.config
         x = self.embed[tokens] * c.embed_scale
         if c.token_dropout:
@@ -99,12 +100,19 @@ class NucleotideTransformer(eqx.Module):
             is_mask = tokens == c.mask_token_id
             x = jnp.where(is_mask[:, None], 0.0, x)
             train_rate = c.masking_ratio * c.masking_prob
-            observed = jnp.sum(is_mask) / jnp.maximum(jnp.sum(~is_pad), 1)
+            if packing is None:
+                observed = jnp.sum(is_mask) / jnp.maximum(jnp.sum(~is_pad), 1)
+            else:  # each packed sequence's own mask rate
+                runs, n = packing[0], tokens.shape[0]
+                masks = jax.ops.segment_sum(is_mask.astype(jnp.float32), runs, n)
+                real = jax.ops.segment_sum((~is_pad).astype(jnp.float32), runs, n)
+                observed = (masks / jnp.maximum(real, 1.0))[runs][:, None]
             # An all-<mask> input has every row zeroed already; keep 0 / 0 from making NaN.
             x = x * (1.0 - train_rate) / jnp.where(observed < 1.0, 1.0 - observed, 1.0)
         if self.position_embed is not None:
             # ESM position ids: 1, 2, ... after the pad index; pads keep the pad index.
-            positions = jnp.cumsum(~is_pad) * ~is_pad + c.pad_token_id
+            counted = jnp.cumsum(~is_pad) if packing is None else packing[1] + 1
+            positions = counted * ~is_pad + c.pad_token_id
             x = x + self.position_embed[positions]
         if self.emb_layer_norm_before is not None:
             x = self.emb_layer_norm_before(x)
@@ -114,6 +122,7 @@ class NucleotideTransformer(eqx.Module):
         self,
         tokens: Int[Array, " length"],
         *,
+        segment_ids: Int[Array, " length"] | None = None,
         hidden_states: bool = False,
         attention_maps: Sequence[tuple[int, int]] = (),
         attention: str | None = None,
@@ -125,6 +134,12 @@ class NucleotideTransformer(eqx.Module):
         **Arguments:**
 
         - `tokens`: int [length], right-padded with the pad token (as `batch_encode` makes).
+        - `segment_ids`: int [length], non-decreasing (`0, 0, 0, 1, 1, 2, ...`), or None: several
+          sequences packed into one row, each a run of equal ids. Each is computed as if it
+          were alone: attention stays within it, positions (rotary or learned) restart at 0,
+          token dropout uses its own mask rate. The pads at the end may carry any id not below
+          the last sequence's. Needs an attention implementation that takes segments
+          (`"auto"`, `"blocked"`, `"xla"`, `"reference"`).
         - `hidden_states`: also return every block's output.
         - `attention_maps`: (layer, head) pairs whose weights to return; computed after the
           forward pass (which the attention option alone decides) from each asked layer's
@@ -146,7 +161,12 @@ class NucleotideTransformer(eqx.Module):
             model = with_legacy_options(
                 self, "the model call", attention=attention, dtype=dtype, remat=remat
             )
-            return model(tokens, hidden_states=hidden_states, attention_maps=attention_maps)
+            return model(
+                tokens,
+                segment_ids=segment_ids,
+                hidden_states=hidden_states,
+                attention_maps=attention_maps,
+            )
         c = self.config
         tokens = _checked_tokens(tokens, c)
         _check_attention_maps(c, attention_maps)
@@ -155,16 +175,23 @@ class NucleotideTransformer(eqx.Module):
         is_pad = tokens == c.pad_token_id
         num_valid = jnp.sum(~is_pad).astype(jnp.int32)
         invalid = _invalid_tokens(tokens, is_pad, num_valid, c)
-        x = self._input_embedding(tokens, is_pad)
+        segments, packing = _checked_segments(segment_ids, length), None
+        if segments is not None:
+            packing = _runs_and_positions(segments)
+            if isinstance(segments, Tracer):
+                bad = jnp.any(segments[1:] < segments[:-1])
+                invalid = bad if invalid is None else invalid | bad
+        x = self._input_embedding(tokens, is_pad, packing)
         rotary = None
         if self.rotary is not None:
-            rotary = tuple(t.astype(dtype) for t in self.rotary.tables(length))
+            at = None if packing is None else packing[1]
+            rotary = tuple(t.astype(dtype) for t in self.rotary.tables(length, at))
         params, static = eqx.partition(self.blocks, eqx.is_array)
         keep = hidden_states or bool(attention_maps)
 
         def step(x, block_params):
             block = eqx.combine(block_params, static)
-            x = block(x, num_valid, rotary)
+            x = block(x, num_valid, rotary, segments)
             return x, (x if keep else None)
 
         if self.options.remat:
@@ -191,7 +218,7 @@ class NucleotideTransformer(eqx.Module):
             for layer in sorted({layer for layer, _ in attention_maps}):
                 block = eqx.combine(jax.tree.map(operator.itemgetter(layer), params), static)
                 x_in = x0 if layer == 0 else kept[layer - 1]
-                weights = block.attention_weights(x_in, num_valid, rotary)
+                weights = block.attention_weights(x_in, num_valid, rotary, segments)
                 for head in sorted({h for ly, h in attention_maps if ly == layer}):
                     maps[(layer, head)] = weights[head]
         out = ModelOutput(logits, embeddings, states, maps)
@@ -215,6 +242,35 @@ def _checked_tokens(tokens, c: ModelConfig) -> Int[Array, " length"]:
     if not isinstance(tokens, Tracer):
         check_token_ids(np.asarray(tokens)[None], c)
     return tokens
+
+
+def _checked_segments(segment_ids, length: int) -> jax.Array | None:
+    """`segment_ids` as an int array [length] (None stays None); concrete ones must be
+    non-decreasing (`ValueError`), traced ones are checked on the device (NaN outputs)."""
+    if segment_ids is None:
+        return None
+    ids = segment_ids if isinstance(segment_ids, jax.Array) else jnp.asarray(segment_ids)
+    if ids.shape != (length,):
+        raise ValueError(f"segment_ids must have shape [length] = ({length},), got {ids.shape}")
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"segment_ids must be integers, got dtype {ids.dtype}")
+    if not isinstance(ids, Tracer):
+        drops = np.flatnonzero(np.diff(np.asarray(ids)) < 0)
+        if drops.size:
+            raise ValueError(
+                "segment_ids must be non-decreasing (each packed sequence one run of equal "
+                f"ids); position {int(drops[0]) + 1} goes back"
+            )
+    return ids.astype(jnp.int32)
+
+
+def _runs_and_positions(segments: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per token: the index of its run of equal ids (0, 1, ...) and its position in the run."""
+    index = jnp.arange(segments.shape[0])
+    starts = jnp.concatenate([jnp.ones((1,), bool), segments[1:] != segments[:-1]])
+    runs = jnp.cumsum(starts) - 1
+    first = jax.lax.cummax(jnp.where(starts, index, 0))
+    return runs, index - first
 
 
 def check_token_ids(tokens: np.ndarray, config: ModelConfig) -> None:

@@ -11,8 +11,11 @@ does not depend on the weights) and runs in its own process:
 - `exact-batch1`: no bucketing: one sequence per batch at its exact length, so one compile
   per distinct length (what a plain `jax.jit` over each record does).
 - `bucket128-batch1`: the previous `codonnt-eqx embed` default (batch 1, padded to x128).
-- `bucketed`: `Embedder` defaults: length buckets of 128 tokens, 8,192 padded tokens a batch,
-  the last batch of a bucket padded to a power of two rows.
+- `bucketed`: length buckets of 128 tokens, 8,192 padded tokens a batch, the rest of a
+  bucket as batches of 2^i rows (`Embedder(pack=False)`).
+- `packed`: `Embedder` defaults on CPU: records packed, first fit by decreasing length, into
+  rows of 512 tokens with segment ids (attention never crosses a record), 8,192 tokens a
+  batch; `packed1000`: rows of 1,000 tokens (the window).
 - `bucketed-gelu`: `bucketed` with the feed-forward of transformers' ESM (GELU 3072, biases)
   instead of codon_nt's GLU 2 x 2048 (same matmul FLOPs), the peer of `torch`.
 - `torch`: transformers' `EsmForMaskedLM` at that architecture (sdpa attention, rotary), the
@@ -37,7 +40,15 @@ import time
 
 from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
-COLUMNS = ("exact-batch1", "bucket128-batch1", "bucketed", "bucketed-gelu", "torch")
+COLUMNS = (
+    "exact-batch1",
+    "bucket128-batch1",
+    "bucketed",
+    "packed",
+    "packed1000",
+    "bucketed-gelu",
+    "torch",
+)
 
 
 def ecoli_genes(count: int) -> list[str]:
@@ -84,10 +95,12 @@ def run_ours(column: str, genes: list[str], repeats: int, tiny: bool) -> dict:
     config = _config("gelu" if column.endswith("gelu") else "glu", tiny)
     model = NucleotideTransformer(config, key=jax.random.key(0))
     options = {
-        "exact-batch1": dict(bucket=1, batch_tokens=1),
-        "bucket128-batch1": dict(bucket=128, batch_tokens=1),
-        "bucketed": dict(),
-        "bucketed-gelu": dict(),
+        "exact-batch1": dict(bucket=1, batch_tokens=1, pack=False),
+        "bucket128-batch1": dict(bucket=128, batch_tokens=1, pack=False),
+        "bucketed": dict(pack=False),
+        "packed": dict(pack=True),
+        "packed1000": dict(pack=True, pack_length=1000),
+        "bucketed-gelu": dict(pack=False),
     }[column]
     embedder = Embedder(model, KmerTokenizer(3), **options)
     start = time.perf_counter()

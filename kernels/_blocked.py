@@ -135,9 +135,9 @@ def _blocked_attention(
     heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3)[:, None] for x in (q, k, v)]
     bias = jnp.where(valid, 0.0, -jnp.inf)[None, :, None, :]
     block = min(block, length)
-    out = jax.lax.map(
-        lambda qkv: _blocked(*qkv, bias, segment_ids, scale, block), heads_major
-    )[:, 0]
+    out = jax.lax.map(lambda qkv: _blocked(*qkv, bias, segment_ids, scale, block), heads_major)[
+        :, 0
+    ]
     return out.transpose(1, 2, 0, 3).astype(q.dtype)
 
 

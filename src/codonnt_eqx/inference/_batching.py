@@ -45,6 +45,13 @@ class BucketedRunner:
       first `n` of them, or the devices themselves.
     - `check`: called on every padded batch (int32 NumPy [rows, length]) before it runs, to
       raise on rows the compiled `fn` cannot check itself (e.g. `check_token_ids`).
+    - `pack_length`: `None` (default): one row per batch row. An int: rows are packed, first
+      fit by decreasing length, into batch rows of up to `pack_length` tokens (a multiple of
+      `bucket`; rows longer than it stay alone), and `fn` is called as
+      `fn(model, tokens, segment_ids)` with int32 segment ids [rows, length] (0, 1, ... per
+      packed row; its pads the next id), which it must honour (the model's `segment_ids`)
+      so that the outputs are those of each row alone. Padding then costs almost nothing
+      and there are fewer shapes, at the price of attention over the packed length.
     """
 
     def __init__(
@@ -58,13 +65,17 @@ class BucketedRunner:
         max_batch: int | None = None,
         devices: Devices = None,
         check: Callable[[np.ndarray], None] | None = None,
+        pack_length: int | None = None,
     ):
         for name, value in (("bucket", bucket), ("max_length", max_length)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if batch_tokens < 1 or (max_batch is not None and max_batch < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_tokens}, {max_batch}")
+        if pack_length is not None and not 1 <= pack_length <= max_length:
+            raise ValueError(f"pack_length must be in 1..{max_length}, got {pack_length}")
         self._fn = eqx.filter_jit(fn)
+        self._pack_length = pack_length
         self._check = check
         self._pad_id = pad_id
         self._bucket, self._max_length = bucket, max_length
@@ -113,8 +124,10 @@ class BucketedRunner:
         if shape not in self._compiled:
             start = time.perf_counter()
             example = self._put(np.full(shape, self._pad_id, np.int32))
+            extra = () if self._pack_length is None else (self._put(np.zeros(shape, np.int32)),)
             with mesh_context(example):  # the kernels then run per device (a TPU needs it)
-                self._compiled[shape] = cast(Any, self._fn).lower(model, example).compile()
+                lowered = cast(Any, self._fn).lower(model, example, *extra)
+                self._compiled[shape] = lowered.compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[shape]
 
@@ -128,7 +141,13 @@ class BucketedRunner:
         own length, in the given order; or `reduce(row_index, output)` of it, which keeps
         only what is needed of each batch before the next one runs."""
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        padded = np.array([self.padded_length(int(n)) for n in lengths], dtype=np.int64)
+        for n in lengths:
+            self.padded_length(int(n))  # raises for a row too long, before any work
+        if self._pack_length is None:
+            bins = [[i] for i in range(len(rows))]
+        else:
+            bins = pack_rows(lengths, self._pack_length)
+        padded = np.array([self.padded_length(int(lengths[b].sum())) for b in bins], np.int64)
         results: list = [None] * len(rows)
         model, step = self._replicated(model), self.num_devices
         for length in np.unique(padded).tolist():
@@ -137,17 +156,27 @@ class BucketedRunner:
             for part in _split(members, full, step):
                 num_rows = -(-len(part) // step) * step  # the last rows: padding only
                 batch = np.full((num_rows, length), self._pad_id, np.int32)
-                for j, i in enumerate(part):
-                    batch[j, : lengths[i]] = rows[i]
+                segments = np.zeros((num_rows, length), np.int32)
+                for j, b in enumerate(part):
+                    offset = 0
+                    for s, i in enumerate(bins[b]):
+                        batch[j, offset : offset + lengths[i]] = rows[i]
+                        segments[j, offset : offset + lengths[i]] = s
+                        offset += int(lengths[i])
+                    segments[j, offset:] = len(bins[b])
                 if self._check is not None:
                     self._check(batch)
                 run = self._executable(model, (num_rows, length))
+                extra = () if self._pack_length is None else (self._put(segments),)
                 start = time.perf_counter()
-                out = np.asarray(run(model, self._put(batch)))
+                out = np.asarray(run(model, self._put(batch), *extra))
                 self.run_seconds += time.perf_counter() - start
-                for j, i in enumerate(part):
-                    row = out[j, : lengths[i]]
-                    results[i] = row if reduce is None else reduce(int(i), row)
+                for j, b in enumerate(part):
+                    offset = 0
+                    for i in bins[b]:
+                        row = out[j, offset : offset + lengths[i]]
+                        offset += int(lengths[i])
+                        results[i] = row if reduce is None else reduce(int(i), row)
         return results
 
 
@@ -168,6 +197,24 @@ def data_mesh(devices: Devices = None) -> Mesh | None:
     if chosen == local[:1]:
         return None
     return Mesh(np.array(chosen, dtype=object), (DATA,))
+
+
+def pack_rows(lengths: np.ndarray, capacity: int) -> list[list[int]]:
+    """Row indices grouped into bins of at most `capacity` tokens, first fit by decreasing
+    length (a row longer than `capacity` gets a bin of its own); each bin in input order."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-int(lengths[i]), i)):
+        n = int(lengths[i])
+        for b, free in enumerate(room):
+            if n <= free:
+                bins[b].append(i)
+                room[b] -= n
+                break
+        else:
+            bins.append([i])
+            room.append(capacity - n)
+    return [sorted(b) for b in bins]
 
 
 def _split(members: np.ndarray, full: int, step: int = 1) -> list[np.ndarray]:

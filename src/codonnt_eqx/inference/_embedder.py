@@ -18,6 +18,9 @@ from ._sequences import NamedSequence, name_and_sequence
 from ._windowed import WindowedModel
 
 Pooling = Literal["mean", "cls", "max", "none"]
+# Attention implementations that take segment ids (the Pallas and cuDNN kernels do not).
+SEGMENTED_ATTENTION: tuple[str, ...] = ("auto", "blocked", "xla", "reference")
+DEFAULT_PACK_LENGTH = 512
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")
 
 
@@ -73,6 +76,12 @@ class Embedder:
     - `batch_tokens`: padded tokens per batch and device; `max_batch`: at most this many rows
       per batch and device.
     - `bucket`: batches are padded to a multiple of this many tokens.
+    - `pack`: pack several windows into one row of `pack_length` tokens (segment ids keep
+      them apart: the outputs are those of each alone, to float rounding), so short records
+      cost no padding. `None` (default): on where the attention takes segments and a dense
+      row is cheap: the CPU with attention `"auto"`, `"blocked"`, `"xla"` or `"reference"`
+      (on GPU and TPU the flash kernels, which do not take segments, are kept).
+    - `pack_length`: tokens per packed row (default `DEFAULT_PACK_LENGTH`, at most `window`).
     - `window`, `overlap`: tokens per window (`<cls>` included; default `default_window`)
       and tokens shared by consecutive windows (default a quarter of the window).
     - `rc_average`: average the pooled embeddings of both strands (not with `"none"`: the
@@ -105,6 +114,8 @@ class Embedder:
         batch_tokens: int = 8192,
         max_batch: int | None = None,
         bucket: int = 128,
+        pack: bool | None = None,
+        pack_length: int = DEFAULT_PACK_LENGTH,
         window: int | None = None,
         overlap: int | None = None,
         rc_average: bool = False,
@@ -119,16 +130,28 @@ class Embedder:
             )
         model = with_options(model, attention=attention, dtype=dtype, remat=remat)
         self.layers = _layer_indices(layers, model.config.num_layers)
+        takes_segments = model.options.attention in SEGMENTED_ATTENTION
+        if pack and not takes_segments:
+            raise ValueError(
+                f"pack=True needs an attention that takes segment ids {SEGMENTED_ATTENTION}, "
+                f"got {model.options.attention!r}"
+            )
+        if pack is None:
+            pack = takes_segments and jax.default_backend() == "cpu"
+        if isinstance(pack_length, bool) or not isinstance(pack_length, int) or pack_length < 1:
+            raise ValueError(f"pack_length must be a positive int, got {pack_length!r}")
+        self.pack = bool(pack)
         self.core = WindowedModel(
             model,
             tokenizer,
-            _forward_fn(self.layers),
+            _forward_fn(self.layers, self.pack),
             window=window,
             overlap=overlap,
             batch_tokens=batch_tokens,
             max_batch=max_batch,
             bucket=bucket,
             devices=devices,
+            pack_length=pack_length if self.pack else None,
         )
         if pooling == "cls" and not self.core.has_cls:
             raise ValueError("pooling='cls' needs a tokenizer that prepends <cls>")
@@ -285,13 +308,18 @@ def _layer_indices(layers, num_layers: int) -> tuple[int, ...] | None:
     return tuple(out)
 
 
-def _forward_fn(layers):
-    """(model, tokens [rows, length]) -> float32 [rows, length, layers, embed]."""
+def _forward_fn(layers, packed: bool):
+    """(model, tokens [rows, length](, segment ids [rows, length])) -> float32
+    [rows, length, layers, embed]."""
 
-    def one(model, tokens: Int[jax.Array, " length"]):
+    def one(model, tokens: Int[jax.Array, " length"], segments):
         if layers is None:
-            return model(tokens).embeddings[:, None]
-        out = model(tokens, hidden_states=True)
+            return model(tokens, segment_ids=segments).embeddings[:, None]
+        out = model(tokens, segment_ids=segments, hidden_states=True)
         return jnp.stack([out.hidden_states[i] for i in layers], axis=1)
 
-    return lambda model, tokens: jax.vmap(lambda t: one(model, t))(tokens)
+    if packed:
+        return lambda model, tokens, segments: jax.vmap(lambda t, s: one(model, t, s))(
+            tokens, segments
+        )
+    return lambda model, tokens: jax.vmap(lambda t: one(model, t, None))(tokens)

@@ -36,7 +36,8 @@ class WindowedModel:
 
     **Arguments:** `window` (tokens per row, `<cls>` included; default `default_window`),
     `overlap` (body tokens shared by consecutive windows; default a quarter of `size`), and
-    `batch_tokens`, `max_batch`, `bucket`, `devices` of `BucketedRunner`.
+    `batch_tokens`, `max_batch`, `bucket`, `devices`, `pack_length` of `BucketedRunner`
+    (with `pack_length`, `forward` takes segment ids too).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class WindowedModel:
         max_batch: int | None = None,
         bucket: int = 128,
         devices: Devices = None,
+        pack_length: int | None = None,
     ):
         c = model.config
         window = default_window(model) if window is None else window
@@ -81,6 +83,7 @@ class WindowedModel:
             max_batch=max_batch,
             devices=devices,
             check=functools.partial(check_token_ids, config=c),
+            pack_length=None if pack_length is None else min(pack_length, self.window),
         )
 
     def encode(self, sequence: str) -> tuple[Int[np.ndarray, " tokens"], np.ndarray]:

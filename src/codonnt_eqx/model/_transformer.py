@@ -122,7 +122,7 @@ class NucleotideTransformer(eqx.Module):
         self,
         tokens: Int[Array, " length"],
         *,
-        segment_ids: Int[Array, " length"] | None = None,
+        segment_ids: Int[Array | np.ndarray, " length"] | None = None,
         hidden_states: bool = False,
         attention_maps: Sequence[tuple[int, int]] = (),
         attention: str | None = None,

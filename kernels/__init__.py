@@ -7,6 +7,7 @@ contract (see `attention`). Depends on jax alone."""
 import jax.experimental.pallas.tpu  # noqa: F401
 
 from ._attention import IMPLEMENTATIONS as IMPLEMENTATIONS
+from ._attention import SEGMENT_IMPLEMENTATIONS as SEGMENT_IMPLEMENTATIONS
 from ._attention import Implementation as Implementation
 from ._attention import attention as attention
 from ._blocked import blocked_attention as blocked_attention

@@ -20,6 +20,8 @@ from ._reference import _reference_attention
 Implementation = Literal["auto", "pallas", "blocked", "reference", "xla", "cudnn"]
 # Derived, so that the names are spelled once (the Literal is what type checkers see).
 IMPLEMENTATIONS: tuple[Implementation, ...] = typing.get_args(Implementation)
+# The implementations that take `segment_ids` (the Pallas and cuDNN kernels do not).
+SEGMENT_IMPLEMENTATIONS: tuple[Implementation, ...] = ("auto", "blocked", "reference", "xla")
 
 
 def _dot_product_attention(
@@ -86,10 +88,10 @@ def attention(
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
     segments = check_segment_ids(segment_ids, *q.shape[:2])
-    if segments is not None and implementation in ("pallas", "cudnn"):
+    if segments is not None and implementation not in SEGMENT_IMPLEMENTATIONS:
         raise ValueError(
-            f"implementation {implementation!r} does not take segment_ids; use 'auto', "
-            "'blocked', 'xla' or 'reference'"
+            f"implementation {implementation!r} does not take segment_ids; use one of "
+            f"{SEGMENT_IMPLEMENTATIONS}"
         )
     if implementation == "pallas" or (implementation == "auto" and segments is None):
         # "auto" too, on every platform: under jit every platform's branch is traced, eagerly
@@ -97,40 +99,25 @@ def attention(
         check_head_dim(q.shape[-1])
     if q.size == 0:
         return empty_attention(q)
-    if segments is not None:
-        return _segmented(q, k, v, lengths, scale, implementation, segments)
     if implementation == "pallas":
         return _flash_attention(q, k, v, lengths, scale)
-    if implementation == "reference":
-        return _reference_attention(q, k, v, lengths, scale)
-    if implementation == "blocked":
-        return _blocked_attention(q, k, v, lengths, scale)
-    if implementation in ("xla", "cudnn"):
-        return _dot_product_attention(q, k, v, lengths, scale, implementation)
-    if lengths is None:
-        lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
-    blocked = functools.partial(_blocked_attention, scale=scale)
-    pallas = functools.partial(_flash_attention, scale=scale)
-    return lax.platform_dependent(
-        q, k, v, lengths, cpu=blocked, cuda=pallas, rocm=pallas, tpu=pallas
-    )
-
-
-def _segmented(q, k, v, lengths, scale: float, implementation, segments) -> jax.Array:
-    """`attention` with segment ids, on checked non-empty inputs."""
     if implementation == "reference":
         return _reference_attention(q, k, v, lengths, scale, segments)
     if implementation == "blocked":
         return _blocked_attention(q, k, v, lengths, scale, segment_ids=segments)
-    if implementation == "xla":
-        return _dot_product_attention(q, k, v, lengths, scale, "xla", segments)
+    if implementation in ("xla", "cudnn"):
+        return _dot_product_attention(q, k, v, lengths, scale, implementation, segments)
     if lengths is None:
         lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
 
-    def blocked(q, k, v, lengths, segments):
+    def blocked(q, k, v, lengths):
         return _blocked_attention(q, k, v, lengths, scale, segment_ids=segments)
 
-    def xla(q, k, v, lengths, segments):
-        return _dot_product_attention(q, k, v, lengths, scale, "xla", segments)
+    if segments is None:
+        other = functools.partial(_flash_attention, scale=scale)
+    else:  # the Pallas kernels do not take segments: XLA's attention with a mask
 
-    return lax.platform_dependent(q, k, v, lengths, segments, cpu=blocked, default=xla)
+        def other(q, k, v, lengths):
+            return _dot_product_attention(q, k, v, lengths, scale, "xla", segments)
+
+    return lax.platform_dependent(q, k, v, lengths, cpu=blocked, cuda=other, rocm=other, tpu=other)

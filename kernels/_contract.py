@@ -40,14 +40,20 @@ def _check_dtypes(names: str, *xs: jax.Array) -> None:
         )
 
 
+def _integer_array(x, name: str, shape: tuple[int, ...], dims: str) -> jax.Array:
+    """`x` as an array of integers of `shape` (`dims` names its axes in the error)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape [{dims}] = {shape}, got {x.shape}")
+    return x
+
+
 def _check_kv_lengths(kv_lengths, batch: int, length: int) -> jax.Array | None:
     if kv_lengths is None:
         return None
-    lengths = jnp.asarray(kv_lengths)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"kv_lengths must be an integer array, got dtype {lengths.dtype}")
-    if lengths.shape != (batch,):
-        raise ValueError(f"kv_lengths must have shape [batch] = ({batch},), got {lengths.shape}")
+    lengths = _integer_array(kv_lengths, "kv_lengths", (batch,), "batch")
     return jnp.clip(lengths, 0, length).astype(jnp.int32)
 
 
@@ -55,13 +61,7 @@ def check_segment_ids(segment_ids, batch: int, length: int) -> jax.Array | None:
     """`segment_ids` as int32 [batch, length] (or None); `TypeError`/`ValueError` otherwise."""
     if segment_ids is None:
         return None
-    ids = jnp.asarray(segment_ids)
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise TypeError(f"segment_ids must be an integer array, got dtype {ids.dtype}")
-    if ids.shape != (batch, length):
-        raise ValueError(
-            f"segment_ids must have shape [batch, length] = ({batch}, {length}), got {ids.shape}"
-        )
+    ids = _integer_array(segment_ids, "segment_ids", (batch, length), "batch, length")
     return ids.astype(jnp.int32)
 
 

@@ -141,13 +141,14 @@ class BucketedRunner:
         own length, in the given order; or `reduce(row_index, output)` of it, which keeps
         only what is needed of each batch before the next one runs."""
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        for n in lengths:
-            self.padded_length(int(n))  # raises for a row too long, before any work
         if self._pack_length is None:
             bins = [[i] for i in range(len(rows))]
         else:
             bins = pack_rows(lengths, self._pack_length)
+        # A row too long is alone in its bin (it exceeds pack_length too): this raises for it
+        # before any work.
         padded = np.array([self.padded_length(int(lengths[b].sum())) for b in bins], np.int64)
+        layouts = [_layout(b, lengths) for b in bins]
         results: list = [None] * len(rows)
         model, step = self._replicated(model), self.num_devices
         for length in np.unique(padded).tolist():
@@ -158,12 +159,10 @@ class BucketedRunner:
                 batch = np.full((num_rows, length), self._pad_id, np.int32)
                 segments = np.zeros((num_rows, length), np.int32)
                 for j, b in enumerate(part):
-                    offset = 0
-                    for s, i in enumerate(bins[b]):
-                        batch[j, offset : offset + lengths[i]] = rows[i]
-                        segments[j, offset : offset + lengths[i]] = s
-                        offset += int(lengths[i])
-                    segments[j, offset:] = len(bins[b])
+                    for s, (i, lo, hi) in enumerate(layouts[b]):
+                        batch[j, lo:hi] = rows[i]
+                        segments[j, lo:hi] = s
+                    segments[j, layouts[b][-1][2] :] = len(layouts[b])
                 if self._check is not None:
                     self._check(batch)
                 run = self._executable(model, (num_rows, length))
@@ -172,10 +171,8 @@ class BucketedRunner:
                 out = np.asarray(run(model, self._put(batch), *extra))
                 self.run_seconds += time.perf_counter() - start
                 for j, b in enumerate(part):
-                    offset = 0
-                    for i in bins[b]:
-                        row = out[j, offset : offset + lengths[i]]
-                        offset += int(lengths[i])
+                    for i, lo, hi in layouts[b]:
+                        row = out[j, lo:hi]
                         results[i] = row if reduce is None else reduce(int(i), row)
         return results
 
@@ -215,6 +212,12 @@ def pack_rows(lengths: np.ndarray, capacity: int) -> list[list[int]]:
             bins.append([i])
             room.append(capacity - n)
     return [sorted(b) for b in bins]
+
+
+def _layout(bin_rows: list[int], lengths: np.ndarray) -> list[tuple[int, int, int]]:
+    """(row index, start, end) of each row of a bin, placed one after the other."""
+    ends = np.cumsum(lengths[bin_rows]).tolist()
+    return [(i, end - int(lengths[i]), end) for i, end in zip(bin_rows, ends, strict=True)]
 
 
 def _split(members: np.ndarray, full: int, step: int = 1) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
+from ..kernels import SEGMENT_IMPLEMENTATIONS  # pyright: ignore[reportMissingImports]
 from ..model import NucleotideTransformer, with_options
 from ..tokenizers import SequenceError, Tokenizer, reverse_complement
 from ._batching import Devices
@@ -18,8 +19,6 @@ from ._sequences import NamedSequence, name_and_sequence
 from ._windowed import WindowedModel
 
 Pooling = Literal["mean", "cls", "max", "none"]
-# Attention implementations that take segment ids (the Pallas and cuDNN kernels do not).
-SEGMENTED_ATTENTION: tuple[str, ...] = ("auto", "blocked", "xla", "reference")
 DEFAULT_PACK_LENGTH = 512
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max", "none")
 
@@ -79,8 +78,8 @@ class Embedder:
     - `pack`: pack several windows into one row of `pack_length` tokens (segment ids keep
       them apart: the outputs are those of each alone, to float rounding), so short records
       cost no padding. `None` (default): on where the attention takes segments and a dense
-      row is cheap: the CPU with attention `"auto"`, `"blocked"`, `"xla"` or `"reference"`
-      (on GPU and TPU the flash kernels, which do not take segments, are kept).
+      row is cheap: the CPU with an attention in `SEGMENT_IMPLEMENTATIONS` (on GPU and TPU
+      the flash kernels, which do not take segments, are kept).
     - `pack_length`: tokens per packed row (default `DEFAULT_PACK_LENGTH`, at most `window`).
     - `window`, `overlap`: tokens per window (`<cls>` included; default `default_window`)
       and tokens shared by consecutive windows (default a quarter of the window).
@@ -130,10 +129,10 @@ class Embedder:
             )
         model = with_options(model, attention=attention, dtype=dtype, remat=remat)
         self.layers = _layer_indices(layers, model.config.num_layers)
-        takes_segments = model.options.attention in SEGMENTED_ATTENTION
+        takes_segments = model.options.attention in SEGMENT_IMPLEMENTATIONS
         if pack and not takes_segments:
             raise ValueError(
-                f"pack=True needs an attention that takes segment ids {SEGMENTED_ATTENTION}, "
+                f"pack=True needs an attention that takes segment ids {SEGMENT_IMPLEMENTATIONS}, "
                 f"got {model.options.attention!r}"
             )
         if pack is None:

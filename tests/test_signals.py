@@ -86,3 +86,38 @@ def test_a_signal_inside_a_weakref_finalizer_is_not_swallowed(handler):
         weakref.finalize(t, cleanup)
         del t
         _wait_for_signal()
+
+
+def test_a_signal_inside_a_weakref_callback_is_not_swallowed(handler):
+    # The CI failure of the frame-based check: the signal ran inside WeakKeyDictionary's
+    # `remove`, a plain weakref callback (not a gc callback, __del__ or weakref.finalize).
+    class Thing:
+        pass
+
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.02)
+
+    with pytest.raises(Signalled) as caught:
+        t = Thing()
+        ref = weakref.ref(t, callback)
+        del t
+        _wait_for_signal()
+    assert ref() is None and caught.value.signum == signal.SIGTERM
+
+
+def test_other_dropped_exceptions_still_reach_the_previous_hook(handler, monkeypatch):
+    seen = []
+    monkeypatch.setattr("sys.unraisablehook", seen.append)
+    with pytest.raises(Signalled):
+        on_signal(signal.SIGTERM, None)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, on_signal)
+
+    class Noisy:
+        def __del__(self):
+            raise RuntimeError("not a signal")
+
+    n = Noisy()
+    del n
+    assert [type(u.exc_value) for u in seen] == [RuntimeError]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import _thread
-import gc
 import signal
+import sys
 import threading
-import weakref
 from types import FrameType
 
-# How long a signal that arrived inside a garbage-collector callback or a finaliser waits before
+# How long a signal whose exception Python dropped (in a gc callback, finaliser, ...) waits before
 # it is delivered again: long enough for the callback to return, short enough to feel immediate.
 REDELIVER_AFTER_S = 0.05
 
@@ -23,32 +22,40 @@ class Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
-def _swallows_exceptions(frame: FrameType | None) -> bool:
-    """Whether `frame` runs inside code whose exceptions Python prints and drops ("Exception
-    ignored in ..."): a garbage-collector callback (JAX registers one), a `__del__`, or a
-    `weakref.finalize` callback. An exception raised there would never reach the command."""
-    callbacks = {getattr(c, "__code__", None) for c in gc.callbacks}
-    finalize = weakref.finalize.__call__.__code__
-    while frame is not None:
-        code = frame.f_code
-        if code in callbacks or code is finalize or code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
+def _redelivering(previous):
+    """An unraisable-exception hook that delivers a dropped `Signalled` again (and passes
+    anything else on to `previous`).
+
+    Python drops, through `sys.unraisablehook` ("Exception ignored in ..."), whatever a
+    garbage-collector callback (JAX registers one), a `__del__`, a weakref callback or a
+    `weakref.finalize` raises: a signal whose handler ran there would never reach the command.
+    The handlers are re-armed (raising set them to ignore) and the signal is raised again a
+    moment later, once that code has returned."""
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if not isinstance(error, Signalled):
+            previous(unraisable)
+            return
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, on_signal)
+        timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, (error.signum,))
+        timer.daemon = True
+        timer.start()
+
+    hook.redelivers_signals = True  # type: ignore[attr-defined]
+    return hook
 
 
 def on_signal(signum: int, frame: FrameType | None) -> None:
     """The handler for SIGINT and SIGTERM: raises `Signalled` where the command will see it.
 
-    Python runs a handler in whatever the main thread is executing; inside a garbage-collector
-    callback or a finaliser the exception would be dropped and the command would run to the
-    end as if no signal had come. There the signal is delivered again a moment later instead.
+    Python runs a handler in whatever the main thread is executing; where that code's
+    exceptions are dropped (see `_redelivering`), the signal is delivered again a moment later.
     """
-    if _swallows_exceptions(frame):
-        timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, (signum,))
-        timer.daemon = True
-        timer.start()
-        return
+    if not getattr(sys.unraisablehook, "redelivers_signals", False):
+        sys.unraisablehook = _redelivering(sys.unraisablehook)
     # Once: a second signal while cleaning up must not cut the clean-up short.
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)

@@ -1,7 +1,7 @@
 """Where the float32 training step's time goes on the CPU: attention alone and the whole model,
 forward and forward + backward, at Codon-NT size (12 x 512, 16 heads of 32, GLU 2 x 2048),
 batch x 1000 tokens; the part of the backward that is not attention, against its share of
-the matmul FLOPs.
+the matmul FLOPs; and the GFLOP/s of a linear layer's forward, dX and dW products.
 
     python bench/train_step_profile.py --out bench/results
 """
@@ -35,6 +35,26 @@ def seconds(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
+def gemm_layouts(rows: int, d_in: int, d_out: int, repeats: int) -> dict[str, float]:
+    """GFLOP/s of a linear layer's three products at this size, in the layouts autodiff
+    gives them: forward x W^T, dX = g W, and dW = g^T x (both operands contracted over their
+    rows, the one a backward adds)."""
+    kx, kw, kg = jax.random.split(jax.random.key(2), 3)
+    x = jax.random.normal(kx, (rows, d_in))
+    w = jax.random.normal(kw, (d_out, d_in))
+    g = jax.random.normal(kg, (rows, d_out))
+    gflop = 2 * rows * d_in * d_out / 1e9
+    products = {
+        "forward x W^T": (lambda x, w: x @ w.T, x, w),
+        "dX = g W": (lambda g, w: g @ w, g, w),
+        "dW = g^T x": (lambda g, x: g.T @ x, g, x),
+    }
+    return {
+        f"GEMM {rows}x{d_in}x{d_out} {name}: GFLOP/s": gflop / seconds(fn, *a, repeats=repeats)
+        for name, (fn, *a) in products.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2)
@@ -64,6 +84,7 @@ def main() -> None:
         rows[f"attention {impl} x {layers}: forward + backward"] = seconds(
             both, q, repeats=args.repeats
         )
+    rows.update(gemm_layouts(b * length, config.embed_dim, 2 * config.ffn_dim, args.repeats))
     ids = jax.random.randint(jax.random.key(1), (b, length), 6, 75)
     model = NucleotideTransformer(config, key=jax.random.key(0))
     params, static = eqx.partition(with_options(model, attention="blocked"), eqx.is_array)
@@ -89,9 +110,12 @@ def main() -> None:
         f"`python bench/train_step_profile.py {' '.join(sys.argv[1:])}`; {b} x {length} tokens, "
         f"load {os.getloadavg()[0]:.2f}",
         "",
-        "| part | seconds |",
+        "| part | seconds (GFLOP/s where named) |",
         "|---|---|",
-        *(f"| {k} | {v:.3f} |" for k, v in rows.items()),
+        *(
+            f"| {k} | {v:.1f} |" if "GFLOP/s" in k else f"| {k} | {v:.3f} |"
+            for k, v in rows.items()
+        ),
         f"| backward of attention | {att_b:.3f} ({att_b / att_f:.1f}x its forward) |",
         f"| forward without attention | {rest_f:.3f} |",
         f"| backward without attention | {rest_b:.3f} ({rest_b / rest_f:.1f}x its forward; "

@@ -1,4 +1,15 @@
-"""`flash_attention`: padding, the custom VJP, and the choice of backend kernel."""
+"""`flash_attention`: padding, the custom VJP, and the choice of backend kernel.
+
+Which kernel runs where (`backend=None`):
+
+| compiled for                     | inputs                     | kernel (`backend`)          |
+|----------------------------------|----------------------------|-----------------------------|
+| CUDA, compute capability >= 9.0  | bf16/f16, head_dim <= 128  | Mosaic GPU (`"mosaic_gpu"`) |
+| CUDA, compute capability >= 9.0  | float32, or head_dim > 128 | Triton (`"gpu"`)            |
+| CUDA below 9.0 (A100, ...), ROCm | any                        | Triton (`"gpu"`)            |
+| TPU                              | any                        | Mosaic TPU (`"tpu"`)        |
+| CPU                              | any                        | Triton, interpret mode      |
+"""
 
 from __future__ import annotations
 
@@ -13,13 +24,15 @@ from jax import lax
 from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike
 
-from . import _mosaic_tpu, _triton
-from ._blocks import DEFAULT_BLOCK_SIZES, BlockSizes
+from . import _mosaic_gpu, _mosaic_tpu, _triton
+from ._blocks import MOSAIC_GPU_HEAD_DIMS, BlockSizes, default_block_sizes, mosaic_gpu_head_dim
 from ._contract import check_attention_inputs, empty_attention
 from ._partitioning import sharded_by_batch_and_heads
 
-_KERNELS = {"gpu": _triton, "tpu": _mosaic_tpu}
+_KERNELS = {"gpu": _triton, "mosaic_gpu": _mosaic_gpu, "tpu": _mosaic_tpu}
+BACKENDS = tuple(_KERNELS)
 MAX_HEAD_DIM = 256
+HOPPER = (9, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,16 +123,54 @@ def _next_power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def cuda_compute_capability() -> tuple[int, int]:
+    """The compute capability of the CUDA device being compiled for, found as Mosaic GPU finds
+    it: the abstract mesh's device, else the first CUDA device of this process; (9, 0) when
+    neither says (a deviceless compile from a CPU host, whose target here is an H100)."""
+    device = jax.sharding.get_abstract_mesh().abstract_device
+    if device is None:
+        try:
+            device = jax.devices("cuda")[0]
+        except RuntimeError:  # no CUDA backend in this process
+            return HOPPER
+    capability = getattr(device, "compute_capability", None)
+    if not isinstance(capability, str) or not capability[:1].isdigit():
+        return HOPPER
+    major, _, minor = capability.partition(".")
+    return int(major), int(minor or 0)
+
+
+def gpu_backend(dtype, head_dim: int) -> str:
+    """The kernel `backend=None` runs on a CUDA GPU: Mosaic GPU (wgmma, TMA) on compute
+    capability >= 9.0 for 16-bit inputs with head_dim <= 128, Triton otherwise (A100 and
+    older, float32, wider heads)."""
+    if (
+        jnp.dtype(dtype) in map(jnp.dtype, _mosaic_gpu.DTYPES)
+        and head_dim <= MOSAIC_GPU_HEAD_DIMS[-1]
+        and cuda_compute_capability() >= HOPPER
+    ):
+        return "mosaic_gpu"
+    return "gpu"
+
+
+def _padded_head_dim(backend: str, head_dim: int) -> int:
+    if backend == "mosaic_gpu":
+        return mosaic_gpu_head_dim(head_dim)
+    return max(16, _next_power_of_two(head_dim))
+
+
 def _run(backend: str, interpret, q, k, v, lengths, *, scale, block_sizes, precision):
     """Pad to the backend's tile grid, run the kernels, and cut the padding off."""
-    blocks = block_sizes.get(backend, DEFAULT_BLOCK_SIZES[backend])
-    blocks.check(backend)
     _, length, _, head_dim = q.shape
+    padded_dim = _padded_head_dim(backend, head_dim)
+    blocks = block_sizes.get(backend) or default_block_sizes(backend, padded_dim)
+    blocks.check(backend)
     padded_length = -(-length // blocks.multiple) * blocks.multiple
-    padded_dim = max(16, _next_power_of_two(head_dim))
     pad = ((0, 0), (0, padded_length - length), (0, 0), (0, padded_dim - head_dim))
     if precision is None and q.dtype == jnp.float32:
         precision = lax.Precision.HIGHEST  # Triton would silently use TF32 otherwise
+    if backend == "mosaic_gpu" and interpret is True:
+        interpret = _mosaic_gpu.interpret_params()
     cfg = _Config(backend, scale, blocks, precision, interpret)
     # custom_vjp hides the return type from type checkers
     out = cast(jax.Array, _attention(cfg, *(jnp.pad(x, pad) for x in (q, k, v)), lengths))
@@ -153,6 +204,8 @@ def _flash_attention(
     if lengths is None:
         lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
     if isinstance(block_sizes, BlockSizes):
+        # backend=None: Triton's, the kernel of CPU interpret mode. Not every backend's: under
+        # jit every platform's branch is traced, and blocks valid for one are not for another.
         block_sizes = {backend or "gpu": block_sizes}
     run = functools.partial(_run, scale=scale, block_sizes=block_sizes or {}, precision=precision)
     # Chosen per platform the computation is compiled for, not by the default backend: a
@@ -165,7 +218,7 @@ def _flash_attention(
         v,
         lengths,
         cpu=functools.partial(run, backend or "gpu", on_cpu),
-        cuda=functools.partial(run, backend or "gpu", on_device),
+        cuda=functools.partial(run, backend or gpu_backend(q.dtype, q.shape[-1]), on_device),
         rocm=functools.partial(run, backend or "gpu", on_device),
         tpu=functools.partial(run, backend or "tpu", on_device),
     )
@@ -180,7 +233,7 @@ def flash_attention(
     scale: float | None = None,
     block_sizes: BlockSizes | Mapping[str, BlockSizes] | None = None,
     precision: Any = None,
-    backend: Literal["gpu", "tpu"] | None = None,
+    backend: Literal["gpu", "mosaic_gpu", "tpu"] | None = None,
     interpret: Any = None,
 ) -> jax.Array:
     """Memory-efficient bidirectional self-attention with key padding (Pallas kernels).
@@ -194,15 +247,19 @@ def flash_attention(
       whatever they hold (even NaN) never reaches outputs or gradients. Clipped to
       [0, length]. `None`: no padding.
     - `scale`: logit scale, a finite number; default 1/sqrt(head_dim).
-    - `block_sizes`: `BlockSizes` for the kernels that run (with `backend=None`: the GPU
-      kernels, also used in interpret mode on CPU), or a mapping `{"gpu": ..., "tpu": ...}`;
-      defaults per backend.
+    - `block_sizes`: `BlockSizes` for `backend` (with `backend=None`: the Triton kernels,
+      also used in interpret mode on CPU), or a mapping from backend name (`{"gpu": ...,
+      "mosaic_gpu": ..., "tpu": ...}`); defaults per backend (Mosaic GPU's per head dim,
+      `MOSAIC_GPU_BLOCK_SIZES`).
     - `precision`: matmul precision; float32 inputs default to HIGHEST (no TF32).
-    - `backend`: `"gpu"` (Triton) or `"tpu"` (Mosaic); `None` picks by the platform the
-      computation is compiled for, running the GPU kernels in interpret mode on CPU.
-    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`); `None`:
-      interpret when compiled for the CPU, the real lowering when compiled for a GPU or TPU
-      (also ahead of time from a CPU host).
+    - `backend`: `"gpu"` (Triton), `"mosaic_gpu"` (Hopper: bfloat16/float16, head_dim <= 128;
+      else `TypeError`/`ValueError`) or `"tpu"` (Mosaic TPU); `None` picks by the platform
+      the computation is compiled for (the table in this module's docstring), running the
+      Triton kernels in interpret mode on CPU.
+    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`; `True`
+      with `"mosaic_gpu"` means its GPU interpreter); `None`: interpret when compiled for the
+      CPU, the real lowering when compiled for a GPU or TPU (also ahead of time from a CPU
+      host).
 
     **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
     gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).
@@ -214,8 +271,11 @@ def flash_attention(
     """
     q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
     check_head_dim(q.shape[-1])
-    if backend not in (None, "gpu", "tpu"):
-        raise ValueError(f"backend must be None, 'gpu' or 'tpu', got {backend!r}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
+    if backend == "mosaic_gpu":
+        _mosaic_gpu.check_dtype(q.dtype)
+        mosaic_gpu_head_dim(q.shape[-1])
     if q.size == 0:
         return empty_attention(q)
     return _flash_attention(

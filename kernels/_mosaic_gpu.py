@@ -173,8 +173,8 @@ def _launch(kernel, name: str, args, out_shape, scratch, grid, interpret):
     body.__name__ = body.__qualname__ = name
     return plgpu.kernel(
         body,
-        out_shape=out_shape,
-        scratch_shapes=scratch,
+        out_type=out_shape,
+        scratch_types=scratch,
         compiler_params=None if interpret else plgpu.CompilerParams(approx_math=True),
         interpret=interpret,
         grid=grid,

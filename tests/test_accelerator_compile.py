@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from codonnt_eqx.kernels import DEFAULT_BLOCK_SIZES, candidate_block_sizes, flash_attention
+from codonnt_eqx.kernels import candidate_block_sizes, default_block_sizes, flash_attention
 from jax.sharding import NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
@@ -33,6 +33,12 @@ from codonnt_eqx import accelerators as acc
 pytestmark = pytest.mark.accelerator_compile
 
 BACKEND = {"h100": "gpu", "v5e": "tpu"}
+# (target, backend, kernel): every Pallas kernel, by its `backend` name and `KERNEL_TARGETS` key
+KERNELS = (
+    ("h100", "gpu", "triton"),
+    ("h100", "mosaic_gpu", "mosaic_gpu"),
+    ("v5e", "tpu", "mosaic_tpu"),
+)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 HEAD_DIMS = (32, 64, 128)
 SHORT, LONG = 200, 4096
@@ -46,47 +52,72 @@ def target_devices(name: str) -> list:
 
 
 def _kernel_cases():
-    """(target, blocks, head_dim, dtype, length, padded): every block size a sweep may pick
-    (the bf16 candidates of each head dim; bench/gpu/run.py tunes in bf16) and the defaults in
-    every dtype, short and long lengths, with and without key padding, alternating so that
-    each property meets the others without a full cross product of slow compiles."""
+    """(target, backend, kernel, blocks, head_dim, dtype, length, padded): every block size a
+    sweep may pick (the bf16 candidates of each head dim; bench/gpu/run.py tunes in bf16) and
+    the defaults in every dtype the kernel takes, short and long lengths (one not a multiple
+    of any block), with and without key padding, alternating so that each property meets the
+    others without a full cross product of slow compiles."""
     cases = []
-    for name, backend in BACKEND.items():
+    for name, backend, kernel in KERNELS:
         for hd in HEAD_DIMS:
+            case = (name, backend, kernel)
             for i, blocks in enumerate(candidate_block_sizes(backend, hd, 2)):
                 length = (SHORT, LONG)[i % 2]
-                cases.append((name, blocks, hd, "bfloat16", length, i % 3 != 1))
-            default = DEFAULT_BLOCK_SIZES[backend]
-            cases += [(name, default, hd, "float16", n, True) for n in (SHORT, LONG)]
+                cases.append((*case, blocks, hd, "bfloat16", length, i % 3 != 1))
+            default = default_block_sizes(backend, hd)
+            cases += [(*case, default, hd, "float16", n, True) for n in (SHORT, LONG)]
+            if backend == "mosaic_gpu":  # 16-bit inputs only
+                continue
             # float32 (exact dots, no TF32) compiles slowly on Triton: one long case in all
-            cases.append((name, default, hd, "float32", SHORT, False))
+            cases.append((*case, default, hd, "float32", SHORT, False))
             if hd == 32:
-                cases.append((name, default, hd, "float32", LONG, True))
+                cases.append((*case, default, hd, "float32", LONG, True))
     return cases
 
 
 def _case_id(case) -> str:
-    name, b, hd, dtype, length, padded = case
+    name, backend, _, b, hd, dtype, length, padded = case
     tiles = f"{b.block_q}x{b.block_k}s{b.num_stages}"
-    return f"{name}-{tiles}-hd{hd}-{dtype}-L{length}-{'padded' if padded else 'full'}"
+    return f"{name}-{backend}-{tiles}-hd{hd}-{dtype}-L{length}-{'padded' if padded else 'full'}"
 
 
 @pytest.mark.parametrize("case", _kernel_cases(), ids=_case_id)
 def test_flash_attention_forward_and_backward_compile_with_the_pallas_kernels(case):
-    name, blocks, head_dim, dtype, length, padded = case
+    name, backend, kernel, blocks, head_dim, dtype, length, padded = case
     device = target_devices(name)[0]
     sharding = SingleDeviceSharding(device)
     x = jax.ShapeDtypeStruct((2, length, 2, head_dim), DTYPES[dtype], sharding=sharding)
     lengths = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=sharding) if padded else None
 
     def loss(q, k, v, n):
-        out = flash_attention(q, k, v, n, block_sizes={BACKEND[name]: blocks})
+        out = flash_attention(q, k, v, n, block_sizes={backend: blocks}, backend=backend)
         return jnp.sum(out.astype(jnp.float32))
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
     compiled = acc.compile_traced(step.trace(x, x, x, lengths), device)
     # forward, dQ and dK/dV: each one of our kernels, none of them replaced by anything else
+    assert acc.kernel_calls(compiled, acc.target(name).platform, kernel) == 3
     assert acc.kernel_calls(compiled, acc.target(name).platform) == 3
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize("head_dim", [32, 64, 128, 256])
+def test_backend_none_on_an_h100_picks_mosaic_gpu_for_16_bit_inputs_and_triton_otherwise(
+    dtype, head_dim
+):
+    if dtype == "float32" and head_dim == 256:
+        pytest.skip("Triton's default float32 tiles at head_dim 256 exceed shared memory")
+    device = target_devices("h100")[0]
+    s = SingleDeviceSharding(device)
+    x = jax.ShapeDtypeStruct((2, 300, 2, head_dim), DTYPES[dtype], sharding=s)
+
+    def loss(q, k, v):
+        return jnp.sum(flash_attention(q, k, v).astype(jnp.float32))
+
+    compiled = acc.compile_traced(jax.jit(jax.grad(loss, (0, 1, 2))).trace(x, x, x), device)
+    mosaic = dtype != "float32" and head_dim <= 128
+    assert acc.kernel_calls(compiled, "cuda", "mosaic_gpu") == (3 if mosaic else 0)
+    assert acc.kernel_calls(compiled, "cuda", "triton") == (0 if mosaic else 3)
 
 
 @pytest.mark.parametrize("name", list(BACKEND))
@@ -134,6 +165,8 @@ def test_model_steps_compile_on_one_device_with_the_kernels_and_no_host_callback
     # Every layer's attention is one kernel per pass (scan: one body for all layers).
     calls = acc.kernel_calls(step.compiled, acc.target(name).platform)
     assert calls == (1 if workload == "inference" else 3)
+    if name == "h100":  # a bfloat16 step on sm90: the Mosaic GPU kernel, chosen by "auto"
+        assert acc.kernel_calls(step.compiled, "cuda", "mosaic_gpu") == calls
     _no_host_callback(step.compiled)
     assert step.compiled.memory_analysis().temp_size_in_bytes > 0
     # bfloat16 steps: the CPU's MKL products (codonnt_eqx.cpu) never reach an accelerator.
@@ -222,15 +255,15 @@ def test_abstract_places_every_array_leaf_without_allocating():
     assert all(x.sharding is not None for x in leaves)
 
 
-@pytest.mark.parametrize("name", list(BACKEND))
-def test_an_explicit_backend_compiles_for_real_not_in_interpret_mode(name):
+@pytest.mark.parametrize("name,backend,kernel", KERNELS)
+def test_an_explicit_backend_compiles_for_real_not_in_interpret_mode(name, backend, kernel):
     """`backend=` given, `interpret` left to its default, on a CPU host: the compile for the
     accelerator still gets the real kernels (interpret mode is for CPU compiles only)."""
     device = target_devices(name)[0]
     x = jax.ShapeDtypeStruct((2, 256, 2, 64), jnp.bfloat16, sharding=SingleDeviceSharding(device))
-    attend = jax.jit(lambda q, k, v: flash_attention(q, k, v, backend=BACKEND[name]))
+    attend = jax.jit(lambda q, k, v: flash_attention(q, k, v, backend=backend))
     compiled = acc.compile_traced(attend.trace(x, x, x), device)
-    assert acc.kernel_calls(compiled, acc.target(name).platform) == 1
+    assert acc.kernel_calls(compiled, acc.target(name).platform, kernel) == 1
 
 
 @pytest.mark.parametrize("name", ["h100", "v5e"])

@@ -11,8 +11,17 @@ from jax.sharding import Sharding
 from ..parallel import is_dynamic
 from ._targets import lowering_platform
 
-# Custom-call targets of our Pallas kernels once lowered for real (not interpret mode).
-KERNEL_CALLS = {"cuda": ("__gpu$xla.gpu.triton",), "tpu": ("tpu_custom_call",)}
+# Custom-call targets of our Pallas kernels once lowered for real (not interpret mode), per
+# kernel: Triton and Mosaic GPU ("mosaic_gpu_v2" in jax 0.10) on CUDA, Mosaic on TPU.
+KERNEL_TARGETS = {
+    "triton": ("__gpu$xla.gpu.triton",),
+    "mosaic_gpu": ("mosaic_gpu_v2", "mosaic_gpu"),
+    "mosaic_tpu": ("tpu_custom_call",),
+}
+KERNEL_CALLS = {
+    "cuda": KERNEL_TARGETS["triton"] + KERNEL_TARGETS["mosaic_gpu"],
+    "tpu": KERNEL_TARGETS["mosaic_tpu"],
+}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
 
 
@@ -64,10 +73,12 @@ def custom_call_targets(compiled: jax.stages.Compiled) -> set[str]:
     return set(re.findall(r'custom_call_target="([^"]+)"', compiled.as_text() or ""))
 
 
-def kernel_calls(compiled: jax.stages.Compiled, platform: str) -> int:
-    """How many calls of our Pallas kernels (`KERNEL_CALLS`) the compiled program holds."""
+def kernel_calls(compiled: jax.stages.Compiled, platform: str, kernel: str | None = None) -> int:
+    """How many calls of our Pallas kernels (`KERNEL_CALLS`) the compiled program holds; of one
+    kernel only (a `KERNEL_TARGETS` key: "triton", "mosaic_gpu", "mosaic_tpu") if given."""
     text = compiled.as_text() or ""
-    return sum(text.count(f'custom_call_target="{name}"') for name in KERNEL_CALLS[platform])
+    names = KERNEL_CALLS[platform] if kernel is None else KERNEL_TARGETS[kernel]
+    return sum(text.count(f'custom_call_target="{name}"') for name in names)
 
 
 def collectives(compiled: jax.stages.Compiled) -> dict[str, int]:

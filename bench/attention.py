@@ -1,5 +1,7 @@
-"""Attention microbenchmark: our Pallas flash attention against reference JAX, XLA, cuDNN and
-JAX's bundled Pallas kernel; forward and forward+backward, bfloat16, with and without padding.
+"""Attention microbenchmark: our Pallas flash attention (the default choice, and by name our
+Triton and Mosaic GPU kernels) against reference JAX, XLA, cuDNN, JAX's bundled Pallas kernels
+(Triton `mha`, Mosaic GPU `attention_mgpu`) and tokamax where it is installed; forward and
+forward+backward, bfloat16, with and without padding.
 
     python bench/attention.py                      # GPU/TPU: the full sweep
     python bench/attention.py --lengths 256 512    # CPU: reference, XLA and blocked, and an
@@ -32,6 +34,8 @@ from codonnt_eqx.kernels import attention, flash_attention
 from _common import add_out_argument, environment, median_seconds, results_dir, write_result
 
 _BUNDLED_MHA = "jax.experimental.pallas.ops.gpu.attention"
+_BUNDLED_MGPU = "jax.experimental.pallas.ops.gpu.attention_mgpu"
+UNPADDED_ONLY = ("jax pallas mha", "jax mosaic gpu")
 
 
 def _module_exists(name: str) -> bool:
@@ -52,6 +56,41 @@ def _bundled_pallas_mha():
         return ops.mha(q, k, v, segment_ids=None)
 
     return mha
+
+
+def _bundled_mosaic_gpu():
+    """JAX's bundled Mosaic GPU attention (FA3-style warp specialisation): a peer. No key
+    padding; head_dim a multiple of 64 and length of 256 (2 x block_q)."""
+    from jax.experimental.pallas.ops.gpu import attention_mgpu as ops
+
+    config = ops.TuningConfig(block_q=128, block_kv=128, max_concurrent_steps=2)
+
+    def mgpu(q, k, v, lengths):
+        del lengths
+        return ops.attention(q, k, v, config)
+
+    return mgpu
+
+
+def _tokamax():
+    import tokamax
+
+    def attend(q, k, v, lengths):
+        return tokamax.dot_product_attention(q, k, v, key_value_seq_lengths=lengths)
+
+    return attend
+
+
+def shape_skip(name: str, head_dim: int, length: int, padded: bool) -> bool:
+    """Cases a peer cannot take, left out by this check (and said so in `skipped`)."""
+    if padded and name in UNPADDED_ONLY:
+        return True
+    return name == "jax mosaic gpu" and bool(head_dim % 64 or length % 256)
+
+
+def _hopper() -> bool:
+    capability = getattr(jax.devices()[0], "compute_capability", "0")
+    return int(str(capability).split(".")[0]) >= 9
 
 
 def implementations(platform: str) -> tuple[dict, dict[str, str]]:
@@ -83,6 +122,27 @@ def implementations(platform: str) -> tuple[dict, dict[str, str]]:
     else:
         impls["jax pallas mha"] = _bundled_pallas_mha()
         skipped["jax pallas mha, padded"] = "no key padding support: timed unpadded only"
+    if platform == "gpu":
+        impls["ours triton"] = lambda q, k, v, n: flash_attention(q, k, v, n, backend="gpu")
+    if platform != "gpu" or not _hopper():
+        why = f"needs a CUDA GPU of compute capability >= 9.0; platform is {platform}"
+        skipped["ours mosaic gpu"] = skipped["jax mosaic gpu"] = why
+    elif not _module_exists(_BUNDLED_MGPU):
+        skipped["jax mosaic gpu"] = f"{_BUNDLED_MGPU} is not in jax {jax.__version__}"
+    else:
+        impls["ours mosaic gpu"] = lambda q, k, v, n: flash_attention(
+            q, k, v, n, backend="mosaic_gpu"
+        )
+        impls["jax mosaic gpu"] = _bundled_mosaic_gpu()
+        skipped["jax mosaic gpu, some shapes"] = (
+            "no key padding, head_dim % 64 == 0 and length % 256 == 0 only: timed there"
+        )
+    if platform != "gpu":
+        skipped["tokamax"] = f"a GPU peer here; platform is {platform}"
+    elif not _module_exists("tokamax"):
+        skipped["tokamax"] = "not installed (pip install tokamax)"
+    else:
+        impls["tokamax"] = _tokamax()
     return impls, skipped
 
 
@@ -115,12 +175,12 @@ def peak_memory() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-def check_interpret_mode(dtype) -> float:
+def check_interpret_mode(dtype, backend: str = "gpu") -> float:
     """Max |ours - reference| of a small padded case, run in interpret mode (CPU)."""
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=(2, 200, 4, 32)), dtype) for _ in range(3))
     lengths = jnp.array([200, 77])
-    ours = flash_attention(q, k, v, lengths, interpret=True, backend="gpu")
+    ours = flash_attention(q, k, v, lengths, interpret=True, backend=backend)
     ref = attention(q, k, v, lengths, implementation="reference")
     return float(jnp.max(jnp.abs(ours.astype(jnp.float32) - ref.astype(jnp.float32))))
 
@@ -189,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
                     else jnp.full((batch,), length, jnp.int32)
                 )
                 for name, fn in impls.items():
-                    if padded and name == "jax pallas mha":
+                    if shape_skip(name, d, length, padded):
                         continue  # recorded in `skipped`
                     for mode in ("fwd", "fwd+bwd"):
                         compile_s, seconds = time_one(fn, q, k, v, lengths, mode, args.repeats)
@@ -229,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         result["interpret_mode_max_abs_error"] = {
             "float32": check_interpret_mode(jnp.float32),
             "bfloat16": check_interpret_mode(jnp.bfloat16),
+            "bfloat16, mosaic_gpu": check_interpret_mode(jnp.bfloat16, "mosaic_gpu"),
         }
     device = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
     name = f"attention_{device}_jax{jax.__version__}"

@@ -2,13 +2,16 @@
 
 Which kernel runs where (`backend=None`):
 
-| compiled for                     | inputs                     | kernel (`backend`)          |
-|----------------------------------|----------------------------|-----------------------------|
-| CUDA, compute capability >= 9.0  | bf16/f16, head_dim <= 128  | Mosaic GPU (`"mosaic_gpu"`) |
-| CUDA, compute capability >= 9.0  | float32, or head_dim > 128 | Triton (`"gpu"`)            |
-| CUDA below 9.0 (A100, ...), ROCm | any                        | Triton (`"gpu"`)            |
-| TPU                              | any                        | Mosaic TPU (`"tpu"`)        |
-| CPU                              | any                        | Triton, interpret mode      |
+| compiled for                      | inputs                     | kernel (`backend`)          |
+|-----------------------------------|----------------------------|-----------------------------|
+| CUDA, capability 9.x (Hopper)     | bf16/f16, head_dim <= 128  | Mosaic GPU (`"mosaic_gpu"`) |
+| CUDA, capability 9.x (Hopper)     | float32, or head_dim > 128 | Triton (`"gpu"`)            |
+| other CUDA (A100, L4, B200), ROCm | any                        | Triton (`"gpu"`)            |
+| TPU                               | any                        | Mosaic TPU (`"tpu"`)        |
+| CPU                               | any                        | Triton, interpret mode      |
+
+The Mosaic GPU kernel is built on wgmma, which only sm_90a has: Blackwell (10.x, 12.x) runs
+Triton until a tcgen05 kernel exists.
 """
 
 from __future__ import annotations
@@ -80,16 +83,22 @@ def _kernel_options(cfg: _Config) -> dict:
 _BLHD, _STATS = "blhd", "bhlx"  # the kernels' layouts: arrays [b, l, h, d], lse/delta [b, h, l, 1]
 
 
-def _kernel_call(kernel, in_layouts, out_layouts):
-    """`kernel` made to batch by folding (`_folding_vmap`) and to shard by batch and heads."""
-    return _folding_vmap(
-        sharded_by_batch_and_heads(lambda *args: tuple(kernel(*args)), in_layouts, out_layouts)
-    )
+def _kernel_call(kernel, in_layouts, out_layouts, interpret):
+    """`kernel` made to batch by folding (`_folding_vmap`) and to shard by batch and heads.
+
+    Not sharded under the callback-based interpreters (`pltpu.InterpretParams`, Mosaic GPU's
+    `InterpretGPUParams`): their ordered io_callback effects cannot be lowered inside
+    `custom_partitioning`, and they are single-device debugging tools.
+    """
+    call = lambda *args: tuple(kernel(*args))  # noqa: E731
+    if interpret is None or isinstance(interpret, bool):
+        call = sharded_by_batch_and_heads(call, in_layouts, out_layouts)
+    return _folding_vmap(call)
 
 
 def _forward_impl(cfg: _Config, q, k, v, lengths):
     forward = functools.partial(_KERNELS[cfg.backend].forward, **_kernel_options(cfg))
-    call = _kernel_call(forward, (_BLHD, _BLHD, _BLHD, "b"), (_BLHD, _STATS))
+    call = _kernel_call(forward, (_BLHD, _BLHD, _BLHD, "b"), (_BLHD, _STATS), cfg.interpret)
     return call(q, k, v, lengths)
 
 
@@ -110,7 +119,10 @@ def _attention_bwd(cfg: _Config, residuals, do):
     delta = jnp.einsum("blhd,blhd->bhl", o.astype(jnp.float32), do.astype(jnp.float32))
     backward = functools.partial(_KERNELS[cfg.backend].backward, **_kernel_options(cfg))
     call = _kernel_call(
-        backward, (_BLHD, _BLHD, _BLHD, "b", _BLHD, _STATS, _STATS), (_BLHD, _BLHD, _BLHD)
+        backward,
+        (_BLHD, _BLHD, _BLHD, "b", _BLHD, _STATS, _STATS),
+        (_BLHD, _BLHD, _BLHD),
+        cfg.interpret,
     )
     dq, dk, dv = call(q, k, v, lengths, do, lse, delta[..., None])
     return dq, dk, dv, None
@@ -123,10 +135,33 @@ def _next_power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+# Compute capability by device kind, for abstract devices (deviceless compiles), which name
+# the kind but carry no capability; first match wins, so the longer names come first.
+_CAPABILITY_BY_KIND = (
+    ("GH200", (9, 0)),
+    ("H100", (9, 0)),
+    ("H200", (9, 0)),
+    ("H800", (9, 0)),
+    ("H20", (9, 0)),
+    ("B200", (10, 0)),
+    ("B100", (10, 0)),
+    ("A100", (8, 0)),
+    ("A800", (8, 0)),
+    ("A10", (8, 6)),
+    ("L40", (8, 9)),
+    ("L4", (8, 9)),
+    ("RTX 40", (8, 9)),
+    ("RTX 30", (8, 6)),
+    ("T4", (7, 5)),
+    ("V100", (7, 0)),
+)
+
+
 def cuda_compute_capability() -> tuple[int, int]:
-    """The compute capability of the CUDA device being compiled for, found as Mosaic GPU finds
-    it: the abstract mesh's device, else the first CUDA device of this process; (9, 0) when
-    neither says (a deviceless compile from a CPU host, whose target here is an H100)."""
+    """The compute capability of the CUDA device being compiled for: the abstract mesh's
+    device (its capability, else its kind's, e.g. "NVIDIA A100-SXM4-80GB" -> (8, 0)), else
+    the first CUDA device of this process; (9, 0) when nothing says, as Mosaic GPU assumes (a
+    deviceless compile from a CPU host without a mesh)."""
     device = jax.sharding.get_abstract_mesh().abstract_device
     if device is None:
         try:
@@ -134,20 +169,22 @@ def cuda_compute_capability() -> tuple[int, int]:
         except RuntimeError:  # no CUDA backend in this process
             return HOPPER
     capability = getattr(device, "compute_capability", None)
-    if not isinstance(capability, str) or not capability[:1].isdigit():
-        return HOPPER
-    major, _, minor = capability.partition(".")
-    return int(major), int(minor or 0)
+    if isinstance(capability, str) and capability[:1].isdigit():
+        major, _, minor = capability.partition(".")
+        return int(major), int(minor or 0)
+    kind = str(getattr(device, "device_kind", "")).upper()
+    return next((cc for name, cc in _CAPABILITY_BY_KIND if name in kind), HOPPER)
 
 
 def gpu_backend(dtype, head_dim: int) -> str:
-    """The kernel `backend=None` runs on a CUDA GPU: Mosaic GPU (wgmma, TMA) on compute
-    capability >= 9.0 for 16-bit inputs with head_dim <= 128, Triton otherwise (A100 and
-    older, float32, wider heads)."""
+    """The kernel `backend=None` runs on a CUDA GPU: Mosaic GPU (wgmma, TMA) on Hopper
+    (compute capability 9.x) for 16-bit inputs with head_dim <= 128, Triton otherwise (A100
+    and older, Blackwell, whose tensor cores take tcgen05 instead of wgmma, float32, wider
+    heads)."""
     if (
         jnp.dtype(dtype) in map(jnp.dtype, _mosaic_gpu.DTYPES)
         and head_dim <= MOSAIC_GPU_HEAD_DIMS[-1]
-        and cuda_compute_capability() >= HOPPER
+        and cuda_compute_capability()[0] == HOPPER[0]
     ):
         return "mosaic_gpu"
     return "gpu"

@@ -34,11 +34,26 @@ from ._masking import MASK_VALUE
 DTYPES = (jnp.bfloat16, jnp.float16)
 
 
+try:  # jax 0.10 does not export the interpreter's parameters yet
+    from jax._src.pallas.mosaic_gpu.interpret.params import (
+        InterpretGPUParams as _PRIVATE_INTERPRET_PARAMS,
+    )
+except ImportError:  # moved in a later jax, which exports it publicly instead
+    _PRIVATE_INTERPRET_PARAMS = None
+
+
 def interpret_params():
     """Mosaic GPU's interpret mode (runs the kernels on a CPU), wherever this jax keeps it."""
-    params = getattr(plgpu, "InterpretGPUParams", None) or getattr(pl, "InterpretGPUParams", None)
-    if params is None:  # jax 0.10: not exported yet
-        from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams as params
+    params = (
+        getattr(plgpu, "InterpretGPUParams", None)
+        or getattr(pl, "InterpretGPUParams", None)
+        or _PRIVATE_INTERPRET_PARAMS
+    )
+    if params is None:
+        raise NotImplementedError(
+            f"this jax ({jax.__version__}) has no Mosaic GPU interpreter; "
+            "interpret the Triton kernel (backend='gpu') instead"
+        )
     return params()
 
 

@@ -42,6 +42,11 @@ def test_benchmark_script_runs(tmp_path, script, args):
     if script == "attention.py":  # what did not run is said, with the reason
         assert "platform is cpu" in result["skipped"]["cudnn"]
         assert {r["impl"] for r in result["rows"]} == {"reference", "xla", "blocked"}
+        for peer in ("ours mosaic gpu", "jax mosaic gpu", "tokamax"):
+            assert "platform is cpu" in result["skipped"][peer]
+        # both GPU kernels are still checked here, in their interpreters
+        errors = result["interpret_mode_max_abs_error"]
+        assert 0 < errors["bfloat16, mosaic_gpu"] < 0.1 and 0 < errors["bfloat16"] < 0.1
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 SCRIPT = pathlib.Path(__file__).parent.parent / "bench" / "gpu" / "run.py"
+OURS = "pallas (ours)"
 SECTIONS = ("environment", "correctness", "attention", "block_sizes", "model", "memory")
 
 
@@ -32,8 +33,13 @@ def test_gpu_script_dry_run_records_every_section(tmp_path):
     assert {c["dtype"] for c in checks} == {"bfloat16", "float16", "float32"}
     assert any(c.get("kind") == "model" for c in checks)
     assert all(c["status"] == "ok" and c["passed"] for c in checks)
-    # cuDNN needs a CUDA GPU: left out, and said why.
-    assert "needs a CUDA GPU" in sections["attention"]["skipped_impls"]["cudnn"]
+    # both GPU kernels are checked and swept (Mosaic GPU in its interpreter here)
+    assert {c.get("kernel") for c in checks} >= {"gpu", "mosaic_gpu"}
+    assert {c["kernel"] for c in sections["block_sizes"]["cases"]} == {"gpu", "mosaic_gpu"}
+    assert {"ours-mosaic-gpu", OURS} <= {c["impl"] for c in sections["attention"]["cases"]}
+    # cuDNN and JAX's bundled Mosaic GPU kernel need a CUDA GPU: left out, and said why.
+    for peer in ("cudnn", "jax-mosaic-gpu", "tokamax"):
+        assert sections["attention"]["skipped_impls"][peer]
     for name in ("attention", "block_sizes", "model", "memory"):
         assert sections[name]["cases"]
         assert all(c["status"] == "ok" for c in sections[name]["cases"]), name

@@ -215,10 +215,18 @@ def _lower_for(platform: str, device):
         return lowered.lower(lowering_platforms=(platform,)).as_text()
 
 
-def test_gpu_kernels_lower_to_triton_on_cpu():
-    device = jax.sharding.AbstractDevice("NVIDIA H100 80GB HBM3", 132, "gpu")
-    text = _lower_for("cuda", device)
-    assert text.count("__gpu$xla.gpu.triton") == 3  # forward, dq, dk/dv
+@pytest.mark.parametrize(
+    ("name", "cores", "kernel", "other"),
+    [
+        # Hopper: Mosaic GPU for 16-bit inputs; below it (A100) the Triton kernel.
+        ("NVIDIA H100 80GB HBM3", 132, "stablehlo.custom_call @mosaic_gpu", "triton"),
+        ("NVIDIA A100-SXM4-80GB", 108, "__gpu$xla.gpu.triton", "@mosaic_gpu"),
+    ],
+)
+def test_gpu_kernels_lower_on_cpu_to_the_kernel_of_the_device(name, cores, kernel, other):
+    text = _lower_for("cuda", jax.sharding.AbstractDevice(name, cores, "gpu"))
+    assert text.count(kernel) == 3  # forward, dq, dk/dv
+    assert other not in text
 
 
 def test_tpu_kernels_lower_to_mosaic_on_cpu():

@@ -57,14 +57,15 @@ def test_forward_and_gradients_match_the_float64_oracle(shape, dtype, seed, data
         lengths = data.draw(st.lists(one, min_size=batch, max_size=batch))
     lengths = jnp.asarray(lengths, jnp.int32)
     q, k, v, do = random_inputs(seed, shape, dtype)
-    check_against_oracle(mosaic(lengths), q, k, v, do, lengths, dtype)
+    # under jit, as the model runs it (the eager path is taken by the tests below)
+    check_against_oracle(jax.jit(mosaic(lengths)), q, k, v, do, lengths, dtype)
 
 
 @pytest.mark.parametrize("head_dim", sorted(MOSAIC_GPU_BLOCK_SIZES))
 def test_default_blocks_of_each_head_dim(head_dim):
     q, k, v, do = random_inputs(head_dim, (1, 130, 1, head_dim), jnp.bfloat16)
     lengths = jnp.array([97])
-    check_against_oracle(mosaic(lengths, None), q, k, v, do, lengths, jnp.bfloat16)
+    check_against_oracle(jax.jit(mosaic(lengths, None)), q, k, v, do, lengths, jnp.bfloat16)
 
 
 def test_garbage_in_padded_keys_never_reaches_outputs_or_gradients():
@@ -124,7 +125,8 @@ def test_what_the_kernel_cannot_take_is_a_clear_error(kwargs, error, match):
     "capability,dtype,head_dim,expected",
     [
         ((9, 0), jnp.bfloat16, 32, "mosaic_gpu"),
-        ((10, 0), jnp.float16, 128, "mosaic_gpu"),
+        ((9, 0), jnp.float16, 128, "mosaic_gpu"),
+        ((10, 0), jnp.bfloat16, 64, "gpu"),  # Blackwell: no wgmma
         ((8, 0), jnp.bfloat16, 32, "gpu"),  # A100: Triton
         ((9, 0), jnp.float32, 64, "gpu"),  # exact float32: Triton
         ((9, 0), jnp.bfloat16, 256, "gpu"),  # wider than the kernel's heads
@@ -140,3 +142,24 @@ def test_the_gpu_kernel_is_chosen_by_compute_capability_dtype_and_head_dim(
 def test_compute_capability_defaults_to_hopper_without_a_cuda_device():
     # this CPU process has no CUDA backend: deviceless compiles target an H100
     assert _flash.cuda_compute_capability() == (9, 0)
+
+
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("NVIDIA H100 80GB HBM3", (9, 0)),
+        ("NVIDIA H200", (9, 0)),
+        ("NVIDIA GH200 480GB", (9, 0)),
+        ("NVIDIA A100-SXM4-80GB", (8, 0)),
+        ("NVIDIA A10G", (8, 6)),
+        ("NVIDIA L4", (8, 9)),
+        ("NVIDIA B200", (10, 0)),
+        ("some future GPU", (9, 0)),  # unknown: what Mosaic GPU itself assumes
+    ],
+)
+def test_a_deviceless_compile_takes_the_capability_from_the_abstract_devices_kind(kind, expected):
+    mesh = jax.sharding.AbstractMesh(
+        (1,), ("x",), abstract_device=jax.sharding.AbstractDevice(kind, 1, "gpu")
+    )
+    with jax.sharding.use_abstract_mesh(mesh):
+        assert _flash.cuda_compute_capability() == expected

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
+import itertools
 import json
 import os
 import pathlib
@@ -43,6 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from _common import add_out_argument, environment, median_seconds, results_dir  # noqa: E402
 
 OURS = "pallas (ours)"
+SWEPT_KERNELS = ("mosaic_gpu", "gpu")  # flash_attention backends: Mosaic GPU, Triton
 # Dense bfloat16 tensor-core peaks (NVIDIA datasheets, no sparsity), matched in this order
 # against jax's device_kind (e.g. "NVIDIA H100 80GB HBM3", "NVIDIA H200").
 PEAK_BF16_TFLOPS = (
@@ -223,7 +226,7 @@ def run_case(ctx: Context, sec: dict, clock: Clock, case: dict, measure, *, ours
     return case
 
 
-_LABEL_KEYS = ("impl", "kind", "dtype", "head_dim", "length", "batch", "mode", "blocks")
+_LABEL_KEYS = ("impl", "kernel", "kind", "dtype", "head_dim", "length", "batch", "mode", "blocks")
 _SUMMARY_KEYS = ("rel_error", "max_abs_diff", "ms", "tflops", "tokens_per_s", "mfu")
 
 
@@ -357,46 +360,49 @@ def section_correctness(ctx: Context, sec: dict, clock: Clock) -> None:
     s = ctx.sizes
     sec["tolerance"] = {**TOLERANCE, "model": MODEL_TOLERANCE}
     sec["note"] = (
-        "ours (flash_attention, compiled: Triton on GPU, interpret mode on CPU) against "
+        "ours (flash_attention with backend='gpu' (Triton) and 'mosaic_gpu' (bf16/f16 only), "
+        "compiled on GPU, interpret mode on CPU) against "
         "reference_attention on the same inputs upcast to float32, at HIGHEST matmul "
         "precision; error = max|ours - ref| / max|ref| over the output and the gradients of "
         "sum(w * output) (w random) wrt q, k, v; kv_lengths per row: L, 2L/3+1, L/3, 0"
     )
-    sec["kernels_ran"] = (
-        "compiled (Triton)" if ctx.platform == "gpu" else f"interpret mode ({ctx.platform})"
-    )
-    ours = _output_and_gradients(flash_attention)
+    sec["kernels_ran"] = "compiled" if ctx.platform == "gpu" else f"interpret mode ({ctx.platform})"
     ref = _output_and_gradients(reference_attention)
     rng = np.random.default_rng(0)
-    for dtype_name, dtype in DTYPES.items():
-        for head_dim in s.check_head_dims:
-            for length in s.check_lengths:
-                case = dict(dtype=dtype_name, head_dim=head_dim, length=length)
+    for backend, dtype_name, head_dim, length in itertools.product(
+        SWEPT_KERNELS, DTYPES, s.check_head_dims, s.check_lengths
+    ):
+        if backend == "mosaic_gpu" and dtype_name == "float32":
+            continue  # 16-bit inputs only
+        dtype = DTYPES[dtype_name]
+        ours = _output_and_gradients(functools.partial(flash_attention, backend=backend))
+        case = dict(kernel=backend, dtype=dtype_name, head_dim=head_dim, length=length)
 
-                def measure(dtype=dtype, dtype_name=dtype_name, head_dim=head_dim, length=length):
-                    shape = (4, length, s.check_heads, head_dim)
-                    q, k, v, w = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(4))
-                    lengths = jnp.asarray(_padded_lengths(length), jnp.int32)
-                    got = ours(q, k, v, lengths, w)
-                    with jax.default_matmul_precision("highest"):
-                        f32 = (x.astype(jnp.float32) for x in (q, k, v))
-                        want = ref(*f32, lengths, w.astype(jnp.float32))
-                    row = {}
-                    for name, x, r in zip(("out", "dq", "dk", "dv"), got, want, strict=True):
-                        err, scale = _relative(x, r)
-                        row[f"{name}_max_abs_error"] = err
-                        row[f"{name}_max_abs_ref"] = scale
-                        row[f"{name}_rel_error"] = err / scale if scale else err
-                    rel = max(row[f"{n}_rel_error"] for n in ("out", "dq", "dk", "dv"))
-                    return dict(
-                        row,
-                        kv_lengths=_padded_lengths(length),
-                        rel_error=rel,
-                        tolerance=TOLERANCE[dtype_name],
-                        passed=bool(rel <= TOLERANCE[dtype_name]),
-                    )
+        def measure(dtype=dtype, dtype_name=dtype_name, head_dim=head_dim, length=length,
+                    ours=ours):  # fmt: skip
+            shape = (4, length, s.check_heads, head_dim)
+            q, k, v, w = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(4))
+            lengths = jnp.asarray(_padded_lengths(length), jnp.int32)
+            got = ours(q, k, v, lengths, w)
+            with jax.default_matmul_precision("highest"):
+                f32 = (x.astype(jnp.float32) for x in (q, k, v))
+                want = ref(*f32, lengths, w.astype(jnp.float32))
+            row = {}
+            for name, x, r in zip(("out", "dq", "dk", "dv"), got, want, strict=True):
+                err, scale = _relative(x, r)
+                row[f"{name}_max_abs_error"] = err
+                row[f"{name}_max_abs_ref"] = scale
+                row[f"{name}_rel_error"] = err / scale if scale else err
+            rel = max(row[f"{n}_rel_error"] for n in ("out", "dq", "dk", "dv"))
+            return dict(
+                row,
+                kv_lengths=_padded_lengths(length),
+                rel_error=rel,
+                tolerance=TOLERANCE[dtype_name],
+                passed=bool(rel <= TOLERANCE[dtype_name]),
+            )
 
-                run_case(ctx, sec, clock, case, measure, ours=True)
+        run_case(ctx, sec, clock, case, measure, ours=True)
 
     config = s.model_config(ctx.dry)
     model = codonnt_eqx.NucleotideTransformer(config, key=jax.random.key(0))
@@ -446,18 +452,53 @@ def _tokens(rng, batch: int, length: int, vocab: int) -> np.ndarray:
 # 3. attention microbenchmark ------------------------------------------------------------------
 
 
+def _bundled_mosaic_gpu(q, k, v):
+    """JAX's bundled Mosaic GPU attention (FA3-style: two compute warpgroups and a TMA one),
+    without key padding; head_dim a multiple of 64 and length of 256 (2 x block_q)."""
+    from jax.experimental.pallas.ops.gpu import attention_mgpu
+
+    config = attention_mgpu.TuningConfig(block_q=128, block_kv=128, max_concurrent_steps=2)
+    return attention_mgpu.attention(q, k, v, config)
+
+
+def _tokamax(q, k, v):
+    import tokamax
+
+    return tokamax.dot_product_attention(q, k, v)
+
+
 def _attention_impls(platform: str) -> tuple[dict[str, Callable], dict[str, str]]:
+    """Ours (`"pallas"`: Mosaic GPU on sm90+ in bf16, else Triton), our Triton and Mosaic GPU
+    kernels by name, and the peers."""
     impls = {
         OURS: lambda q, k, v: attention(q, k, v, implementation="pallas"),
+        "ours-triton": lambda q, k, v: flash_attention(q, k, v, backend="gpu"),
+        "ours-mosaic-gpu": lambda q, k, v: flash_attention(q, k, v, backend="mosaic_gpu"),
         "cudnn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="cudnn"),
+        "jax-mosaic-gpu": _bundled_mosaic_gpu,
+        "tokamax": _tokamax,
         "xla": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla"),
         "reference": lambda q, k, v: attention(q, k, v, implementation="reference"),
     }
     skipped = {}
     if platform != "gpu":
-        skipped["cudnn"] = f"needs a CUDA GPU; platform is {platform}"
-        del impls["cudnn"]
+        for name in ("cudnn", "jax-mosaic-gpu", "tokamax"):
+            skipped[name] = f"needs a CUDA GPU; platform is {platform}"
+        del impls["ours-triton"]  # the same kernel OURS runs in interpret mode here
+    try:
+        import tokamax  # noqa: F401
+    except ImportError as e:
+        skipped.setdefault("tokamax", f"not installed ({e})")
+    for name in skipped:
+        impls.pop(name, None)
     return impls, skipped
+
+
+def _unsupported(name: str, head_dim: int, length: int) -> str | None:
+    """Why a peer cannot run a shape (instead of a recorded error)."""
+    if name == "jax-mosaic-gpu" and (head_dim % 64 or length % 256):
+        return "JAX's bundled kernel needs head_dim % 64 == 0 and length % 256 == 0"
+    return None
 
 
 def attention_flops(batch: int, heads: int, length: int, head_dim: int, mode: str) -> float:
@@ -481,7 +522,8 @@ def section_attention(ctx: Context, sec: dict, clock: Clock) -> None:
     for name, why in skipped.items():
         say(f"  skipped {name}: {why}")
     # Ours and cuDNN everywhere first, so that a run cut short still has the comparison.
-    passes = [[n for n in (OURS, "cudnn") if n in impls], [n for n in ("xla", "reference")]]
+    first = (OURS, "cudnn", "ours-triton", "ours-mosaic-gpu", "jax-mosaic-gpu", "tokamax")
+    passes = [[n for n in first if n in impls], [n for n in ("xla", "reference")]]
     rng = np.random.default_rng(0)
     too_big: dict[tuple, int] = {}  # (impl, head_dim, mode) -> length that ran out of memory
     for names in passes:
@@ -495,6 +537,11 @@ def section_attention(ctx: Context, sec: dict, clock: Clock) -> None:
                             batch=batch, heads=heads,
                         )  # fmt: skip
                         oom_at = too_big.get((name, head_dim, mode))
+                        why = _unsupported(name, head_dim, length)
+                        if why is not None:
+                            case.update(status="skipped", reason=why)
+                            sec.setdefault("cases", []).append(case)
+                            continue
                         if oom_at is not None:
                             case.update(status="skipped", reason=f"out of memory at L={oom_at}")
                             sec.setdefault("cases", []).append(case)
@@ -508,7 +555,8 @@ def section_attention(ctx: Context, sec: dict, clock: Clock) -> None:
                             flops = attention_flops(batch, heads, length, head_dim, mode)
                             return dict(row, tflops=flops / row["seconds"] / 1e12)
 
-                        run_case(ctx, sec, clock, case, measure, ours=name == OURS)
+                        ours = name == OURS or name.startswith("ours-")
+                        run_case(ctx, sec, clock, case, measure, ours=ours)
                         if case["status"] == "oom":
                             too_big[(name, head_dim, mode)] = length
     _add_ratios(sec.get("cases", []))
@@ -530,13 +578,17 @@ def _add_ratios(cases: list[dict]) -> None:
 # 4. block-size sweep --------------------------------------------------------------------------
 
 
-def _candidates(head_dim: int, limit: int | None) -> list[BlockSizes | None]:
-    """The defaults (None), then the bf16 candidates for `head_dim` that fit an H100's shared
-    memory: exactly those the deviceless compile tests build for an H100."""
-    candidates = list(kernels.candidate_block_sizes("gpu", head_dim, 2))
-    if limit is not None:
-        candidates = candidates[:limit]
-    return [None, *candidates]
+def _candidates(head_dim: int, limit: int | None) -> list[tuple[str, BlockSizes | None]]:
+    """(backend, blocks): per kernel the defaults (None), then the bf16 candidates for
+    `head_dim` that fit an H100's shared memory: exactly those the deviceless compile tests
+    build for an H100."""
+    out = []
+    for backend in SWEPT_KERNELS:
+        candidates = list(kernels.candidate_block_sizes(backend, head_dim, 2))
+        if limit is not None:
+            candidates = candidates[:limit]
+        out += [(backend, None), *((backend, b) for b in candidates)]
+    return out
 
 
 def _blocks_text(blocks: BlockSizes | None) -> str:
@@ -550,7 +602,10 @@ def _blocks_text(blocks: BlockSizes | None) -> str:
 
 def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
     s = ctx.sizes
-    sec["candidates_from"] = "codonnt_eqx.kernels.candidate_block_sizes('gpu', head_dim, 2)"
+    sec["candidates_from"] = (
+        "codonnt_eqx.kernels.candidate_block_sizes(backend, head_dim, 2) for backend in "
+        f"{SWEPT_KERNELS}"
+    )
     length = s.sweep_length
     batch = max(1, s.bench_tokens // length)
     sec["note"] = (
@@ -567,19 +622,19 @@ def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
         for head_dim, (q, k, v) in inputs.items():
             if i >= len(candidates[head_dim]):
                 continue
-            blocks = candidates[head_dim][i]
+            backend, blocks = candidates[head_dim][i]
             heads = s.bench_heads[head_dim]
             for mode in ("fwd+bwd", "fwd"):
                 case = dict(
-                    head_dim=head_dim, length=length, mode=mode, blocks=_blocks_text(blocks),
-                    batch=batch, heads=heads,
+                    kernel=backend, head_dim=head_dim, length=length, mode=mode,
+                    blocks=_blocks_text(blocks), batch=batch, heads=heads,
                     block_sizes=None if blocks is None else dataclasses.asdict(blocks),
                 )  # fmt: skip
 
                 def measure(blocks=blocks, mode=mode, q=q, k=k, v=v, heads=heads,
-                            head_dim=head_dim):  # fmt: skip
+                            head_dim=head_dim, backend=backend):  # fmt: skip
                     def fn(q, k, v):
-                        return flash_attention(q, k, v, block_sizes=blocks)
+                        return flash_attention(q, k, v, block_sizes=blocks, backend=backend)
 
                     row = timed(ctx, fn if mode == "fwd" else _gradient(fn), q, k, v)
                     flops = attention_flops(batch, heads, length, head_dim, mode)
@@ -591,11 +646,11 @@ def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
     for c in sec.get("cases", []):
         if c["status"] != "ok":
             continue
-        key = f"D={c['head_dim']} {c['mode']}"
+        key = f"{c['kernel']} D={c['head_dim']} {c['mode']}"
         if key not in best or c["seconds"] < best[key]["seconds"]:
             best[key] = c
     default = {
-        f"D={c['head_dim']} {c['mode']}": c["seconds"]
+        f"{c['kernel']} D={c['head_dim']} {c['mode']}": c["seconds"]
         for c in sec.get("cases", [])
         if c["status"] == "ok" and c["blocks"] == "default"
     }
@@ -888,9 +943,9 @@ def _md_correctness(sec: dict) -> list[str]:
     model = [c for c in cases if c.get("kind") == "model"]
     lines = [sec.get("note", ""), "", f"Our kernels ran {sec.get('kernels_ran')}.", ""]
     lines += _table(
-        ["dtype", "D", "L", "out", "dq", "dk", "dv", "tol", "result"],
+        ["kernel", "dtype", "D", "L", "out", "dq", "dk", "dv", "tol", "result"],
         [
-            [c["dtype"], c["head_dim"], c["length"],
+            [c.get("kernel", "gpu"), c["dtype"], c["head_dim"], c["length"],
              *(c.get(f"{n}_rel_error") for n in ("out", "dq", "dk", "dv")),
              c.get("tolerance"), ("PASS" if c.get("passed") else "FAIL") if c["status"] == "ok"
              else _status(c)]
@@ -933,9 +988,10 @@ def _md_attention(sec: dict) -> list[str]:
 def _md_block_sizes(sec: dict) -> list[str]:
     lines = [sec.get("note", ""), f"Candidates: {sec.get('candidates_from', '')}", ""]
     lines += _table(
-        ["D", "mode", "block sizes", "ms", "TFLOP/s", "compile s", "status"],
+        ["kernel", "D", "mode", "block sizes", "ms", "TFLOP/s", "compile s", "status"],
         [
-            [c["head_dim"], c["mode"], c["blocks"], c.get("ms"), c.get("tflops"),
+            [c.get("kernel", "gpu"), c["head_dim"], c["mode"], c["blocks"], c.get("ms"),
+             c.get("tflops"),
              c.get("compile_s"), _status(c)]
             for c in sec.get("cases", [])
         ],

@@ -10,6 +10,9 @@ Which kernel runs where (`backend=None`):
 | TPU                               | any                        | Mosaic TPU (`"tpu"`)        |
 | CPU                               | any                        | Triton, interpret mode      |
 
+On CPU `backend="mosaic_gpu"` also interprets the Triton kernels (the same contract) unless
+`interpret` asks for Mosaic GPU's own interpreter (`True` or `InterpretGPUParams`).
+
 The Mosaic GPU kernel is built on wgmma, which only sm_90a has: Blackwell (10.x, 12.x) runs
 Triton until a tcgen05 kernel exists.
 """
@@ -25,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
+from jax.experimental.pallas import tpu as pltpu
 from jax.typing import ArrayLike
 
 from . import _mosaic_gpu, _mosaic_tpu, _triton
@@ -245,20 +249,33 @@ def _flash_attention(
         # jit every platform's branch is traced, and blocks valid for one are not for another.
         block_sizes = {backend or "gpu": block_sizes}
     run = functools.partial(_run, scale=scale, block_sizes=block_sizes or {}, precision=precision)
+    if interpret is not None:  # asked for: the one kernel, interpreted, whatever the platform
+        return run(backend or _interpreted_backend(interpret), interpret, q, k, v, lengths)
     # Chosen per platform the computation is compiled for, not by the default backend: a
-    # deviceless compile for a GPU from a CPU host must get Triton, not interpret mode.
-    on_cpu = True if interpret is None else interpret
-    on_device = False if interpret is None else interpret
+    # deviceless compile for a GPU from a CPU host must get Triton, not interpret mode. Every
+    # branch is traced, so none may carry effects the others lack: Mosaic GPU's interpreter
+    # (ordered io_callbacks) would break the lowering for CUDA, and CPU interprets Triton's.
+    on_cpu = "gpu" if backend in (None, "mosaic_gpu") else backend
     return lax.platform_dependent(
         q,
         k,
         v,
         lengths,
-        cpu=functools.partial(run, backend or "gpu", on_cpu),
-        cuda=functools.partial(run, backend or gpu_backend(q.dtype, q.shape[-1]), on_device),
-        rocm=functools.partial(run, backend or "gpu", on_device),
-        tpu=functools.partial(run, backend or "tpu", on_device),
+        cpu=functools.partial(run, on_cpu, True),
+        cuda=functools.partial(run, backend or gpu_backend(q.dtype, q.shape[-1]), False),
+        rocm=functools.partial(run, backend or "gpu", False),
+        tpu=functools.partial(run, backend or "tpu", False),
     )
+
+
+def _interpreted_backend(interpret) -> str:
+    """The kernel an explicit `interpret` with `backend=None` means: the one its interpreter
+    simulates (Mosaic TPU's or Mosaic GPU's parameters), Triton's for `True`."""
+    if isinstance(interpret, pltpu.InterpretParams):
+        return "tpu"
+    if _mosaic_gpu.is_interpret_params(interpret):
+        return "mosaic_gpu"
+    return "gpu"
 
 
 def flash_attention(
@@ -293,10 +310,12 @@ def flash_attention(
       else `TypeError`/`ValueError`) or `"tpu"` (Mosaic TPU); `None` picks by the platform
       the computation is compiled for (the table in this module's docstring), running the
       Triton kernels in interpret mode on CPU.
-    - `interpret`: Pallas interpret mode (`True`, or e.g. `pltpu.InterpretParams()`; `True`
-      with `"mosaic_gpu"` means its GPU interpreter); `None`: interpret when compiled for the
-      CPU, the real lowering when compiled for a GPU or TPU (also ahead of time from a CPU
-      host).
+    - `interpret`: Pallas interpret mode for `backend`'s kernel on any platform (`True`, or
+      an interpreter's parameters, e.g. `pltpu.InterpretParams()`, which with `backend=None`
+      also pick the kernel they simulate; `True` with `"mosaic_gpu"` means its GPU
+      interpreter); `None`: interpret (Triton's kernels, or Mosaic TPU's for `"tpu"`) when
+      compiled for the CPU, the real lowering when compiled for a GPU or TPU (also ahead of
+      time from a CPU host).
 
     **Returns:** [batch, length, heads, head_dim] in the dtype of `q`. A query with no valid key
     gets zeros and zero gradients (`jax.nn.dot_product_attention` returns mean(V) there).

@@ -42,13 +42,23 @@ except ImportError:  # moved in a later jax, which exports it publicly instead
     _PRIVATE_INTERPRET_PARAMS = None
 
 
-def interpret_params():
-    """Mosaic GPU's interpret mode (runs the kernels on a CPU), wherever this jax keeps it."""
-    params = (
+def _params_type():
+    return (
         getattr(plgpu, "InterpretGPUParams", None)
         or getattr(pl, "InterpretGPUParams", None)
         or _PRIVATE_INTERPRET_PARAMS
     )
+
+
+def is_interpret_params(interpret) -> bool:
+    """Whether `interpret` asks for Mosaic GPU's interpreter."""
+    params = _params_type()
+    return params is not None and isinstance(interpret, params)
+
+
+def interpret_params():
+    """Mosaic GPU's interpret mode (runs the kernels on a CPU), wherever this jax keeps it."""
+    params = _params_type()
     if params is None:
         raise NotImplementedError(
             f"this jax ({jax.__version__}) has no Mosaic GPU interpreter; "

@@ -17,11 +17,13 @@ SECTIONS = ("environment", "correctness", "attention", "block_sizes", "model", "
 def test_gpu_script_dry_run_records_every_section(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run", "--out", str(tmp_path)],
+        # The budget bounds a lent GPU's run; here it only has to outlast a CPU shared with the
+        # rest of the suite (unloaded the dry run takes ~2.5 min, correctness ~1 of them).
+        [sys.executable, str(SCRIPT), "--dry-run", "--out", str(tmp_path), "--budget-s", "1500"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
     result = json.loads((tmp_path / "results.json").read_text())
     sections = result["sections"]
@@ -32,7 +34,8 @@ def test_gpu_script_dry_run_records_every_section(tmp_path):
     checks = sections["correctness"]["cases"]
     assert {c["dtype"] for c in checks} == {"bfloat16", "float16", "float32"}
     assert any(c.get("kind") == "model" for c in checks)
-    assert all(c["status"] == "ok" and c["passed"] for c in checks)
+    bad = [c for c in checks if c["status"] != "ok" or not c["passed"]]
+    assert not bad, bad
     # both GPU kernels are checked and swept (Mosaic GPU in its interpreter here)
     assert {c.get("kernel") for c in checks} >= {"gpu", "mosaic_gpu"}
     assert {c["kernel"] for c in sections["block_sizes"]["cases"]} == {"gpu", "mosaic_gpu"}

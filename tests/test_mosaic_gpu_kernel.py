@@ -103,6 +103,30 @@ def test_interpret_true_means_the_gpu_interpreter():
     np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
+def _runs_the_gpu_interpreter(fn, x) -> bool:
+    # Mosaic GPU's interpreter is the one that leaves ordered io_callback effects in the jaxpr.
+    return bool(jax.make_jaxpr(fn)(x).effects)
+
+
+def test_an_explicit_interpret_picks_its_interpreter_and_none_keeps_cpu_effect_free():
+    x = jnp.zeros((1, 64, 1, 32), jnp.bfloat16)
+    params = _mosaic_gpu.interpret_params()
+    assert _runs_the_gpu_interpreter(lambda x: flash_attention(x, x, x, interpret=params), x)
+    assert not _runs_the_gpu_interpreter(lambda x: flash_attention(x, x, x, interpret=True), x)
+    # interpret=None builds one branch per platform, all traced: an effect in the CPU branch
+    # would break the lowering for CUDA, so there backend='mosaic_gpu' interprets Triton's.
+    implicit = lambda x: flash_attention(x, x, x, backend="mosaic_gpu")  # noqa: E731
+    assert not _runs_the_gpu_interpreter(implicit, x)
+
+
+def test_mosaic_gpu_without_interpret_on_cpu_still_matches_the_oracle():
+    shape, dtype = (2, 100, 2, 32), jnp.bfloat16
+    lengths = jnp.asarray([100, 37], jnp.int32)
+    q, k, v, do = random_inputs(11, shape, dtype)
+    fn = lambda q, k, v: flash_attention(q, k, v, lengths, backend="mosaic_gpu")  # noqa: E731
+    check_against_oracle(jax.jit(fn), q, k, v, do, lengths, dtype)
+
+
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [

@@ -200,6 +200,12 @@ class Context:
     results: Results
     script: pathlib.Path
 
+    @property
+    def interpret(self) -> bool | None:
+        """flash_attention's `interpret`: off a GPU each kernel's own interpreter (without it,
+        backend='mosaic_gpu' would interpret the Triton kernels on a CPU)."""
+        return None if self.platform == "gpu" else True
+
 
 def run_case(ctx: Context, sec: dict, clock: Clock, case: dict, measure, *, ours: bool) -> dict:
     """`measure() -> dict` into `case`, which joins the section's cases and is saved at once.
@@ -375,7 +381,9 @@ def section_correctness(ctx: Context, sec: dict, clock: Clock) -> None:
         if backend == "mosaic_gpu" and dtype_name == "float32":
             continue  # 16-bit inputs only
         dtype = DTYPES[dtype_name]
-        ours = _output_and_gradients(functools.partial(flash_attention, backend=backend))
+        ours = _output_and_gradients(
+            functools.partial(flash_attention, backend=backend, interpret=ctx.interpret)
+        )
         case = dict(kernel=backend, dtype=dtype_name, head_dim=head_dim, length=length)
 
         def measure(dtype=dtype, dtype_name=dtype_name, head_dim=head_dim, length=length,
@@ -473,7 +481,9 @@ def _attention_impls(platform: str) -> tuple[dict[str, Callable], dict[str, str]
     impls = {
         OURS: lambda q, k, v: attention(q, k, v, implementation="pallas"),
         "ours-triton": lambda q, k, v: flash_attention(q, k, v, backend="gpu"),
-        "ours-mosaic-gpu": lambda q, k, v: flash_attention(q, k, v, backend="mosaic_gpu"),
+        "ours-mosaic-gpu": lambda q, k, v: flash_attention(
+            q, k, v, backend="mosaic_gpu", interpret=None if platform == "gpu" else True
+        ),
         "cudnn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="cudnn"),
         "jax-mosaic-gpu": _bundled_mosaic_gpu,
         "tokamax": _tokamax,
@@ -634,7 +644,9 @@ def section_block_sizes(ctx: Context, sec: dict, clock: Clock) -> None:
                 def measure(blocks=blocks, mode=mode, q=q, k=k, v=v, heads=heads,
                             head_dim=head_dim, backend=backend):  # fmt: skip
                     def fn(q, k, v):
-                        return flash_attention(q, k, v, block_sizes=blocks, backend=backend)
+                        return flash_attention(
+                            q, k, v, block_sizes=blocks, backend=backend, interpret=ctx.interpret
+                        )
 
                     row = timed(ctx, fn if mode == "fwd" else _gradient(fn), q, k, v)
                     flops = attention_flops(batch, heads, length, head_dim, mode)

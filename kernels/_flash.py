@@ -244,13 +244,17 @@ def _flash_attention(
     """`flash_attention` on checked, non-empty inputs."""
     if lengths is None:
         lengths = jnp.full((q.shape[0],), q.shape[1], jnp.int32)
+    # asked for: the one kernel, interpreted, whatever the platform (chosen before the blocks
+    # are keyed by it)
+    interpreted = None if interpret is None else backend or _interpreted_backend(interpret)
+    backend = interpreted or backend
     if isinstance(block_sizes, BlockSizes):
         # backend=None: Triton's, the kernel of CPU interpret mode. Not every backend's: under
         # jit every platform's branch is traced, and blocks valid for one are not for another.
         block_sizes = {backend or "gpu": block_sizes}
     run = functools.partial(_run, scale=scale, block_sizes=block_sizes or {}, precision=precision)
-    if interpret is not None:  # asked for: the one kernel, interpreted, whatever the platform
-        return run(backend or _interpreted_backend(interpret), interpret, q, k, v, lengths)
+    if interpreted is not None:
+        return run(interpreted, interpret, q, k, v, lengths)
     # Chosen per platform the computation is compiled for, not by the default backend: a
     # deviceless compile for a GPU from a CPU host must get Triton, not interpret mode. Every
     # branch is traced, so none may carry effects the others lack: Mosaic GPU's interpreter

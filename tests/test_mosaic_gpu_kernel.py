@@ -119,6 +119,15 @@ def test_an_explicit_interpret_picks_its_interpreter_and_none_keeps_cpu_effect_f
     assert not _runs_the_gpu_interpreter(implicit, x)
 
 
+def test_blocks_given_with_interpreter_params_go_to_the_kernel_they_pick():
+    x = jnp.zeros((1, 64, 1, 32), jnp.bfloat16)
+    not_for_mosaic = BlockSizes(block_q=32, block_k=64, block_q_bwd=64, block_k_bwd=64)
+    with pytest.raises(ValueError, match="multiples of 64"):
+        flash_attention(
+            x, x, x, block_sizes=not_for_mosaic, interpret=_mosaic_gpu.interpret_params()
+        )
+
+
 def test_mosaic_gpu_without_interpret_on_cpu_still_matches_the_oracle():
     shape, dtype = (2, 100, 2, 32), jnp.bfloat16
     lengths = jnp.asarray([100, 37], jnp.int32)

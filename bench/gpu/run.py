@@ -202,9 +202,13 @@ class Context:
 
     @property
     def interpret(self) -> bool | None:
-        """flash_attention's `interpret`: off a GPU each kernel's own interpreter (without it,
-        backend='mosaic_gpu' would interpret the Triton kernels on a CPU)."""
-        return None if self.platform == "gpu" else True
+        return interpret_on(self.platform)
+
+
+def interpret_on(platform: str) -> bool | None:
+    """flash_attention's `interpret`: off a GPU each kernel's own interpreter (without it,
+    backend='mosaic_gpu' would interpret the Triton kernels on a CPU)."""
+    return None if platform == "gpu" else True
 
 
 def run_case(ctx: Context, sec: dict, clock: Clock, case: dict, measure, *, ours: bool) -> dict:
@@ -482,7 +486,7 @@ def _attention_impls(platform: str) -> tuple[dict[str, Callable], dict[str, str]
         OURS: lambda q, k, v: attention(q, k, v, implementation="pallas"),
         "ours-triton": lambda q, k, v: flash_attention(q, k, v, backend="gpu"),
         "ours-mosaic-gpu": lambda q, k, v: flash_attention(
-            q, k, v, backend="mosaic_gpu", interpret=None if platform == "gpu" else True
+            q, k, v, backend="mosaic_gpu", interpret=interpret_on(platform)
         ),
         "cudnn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="cudnn"),
         "jax-mosaic-gpu": _bundled_mosaic_gpu,

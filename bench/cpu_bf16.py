@@ -6,8 +6,10 @@ feed-forward shape and the embedding forward at Codon-NT size, float32 and bfloa
 
 GEMM [2000, 512] x [512, 2048]: XLA float32; XLA bfloat16 returning bfloat16 (`x @ w`, the
 model's product before, XLA:CPU's generic path); XLA bfloat16 with float32 accumulation
-returning float32 (`preferred_element_type`, what `linear_product` runs); PyTorch float32
-and bfloat16 (oneDNN).
+returning float32 (`preferred_element_type`, what `linear_product` runs); MKL's
+`cblas_gemm_bf16bf16f32` through our FFI call (`codonnt_eqx.cpu.mkl_gemm`, where the
+`cpu-bf16` extra builds, whether or not the model would choose it on this CPU: `mkl used`
+says which); PyTorch float32 and bfloat16 (oneDNN).
 
 Forward: embeddings of a [batch, length] batch, 12 x 512, 16 heads of 32, rotary, GELU 3072
 (transformers' `EsmForMaskedLM` at the same architecture: `hidden_states[-1]` of the
@@ -53,6 +55,12 @@ def gemm_rows(repeats: int, shape=(2000, 512, 2048)) -> list[dict]:
         a, b = jnp.asarray(a32, dtype), jnp.asarray(b32, dtype)
         seconds = median_seconds(lambda fn=fn, a=a, b=b: fn(a, b).block_until_ready(), repeats)
         rows.append(dict(column=who, dtype=label, seconds=seconds))
+    mkl = _mkl_gemm()
+    if mkl is not None:
+        a, b = jnp.asarray(a32, jnp.bfloat16), jnp.asarray(b32, jnp.bfloat16)
+        fn = jax.jit(mkl)
+        seconds = median_seconds(lambda: fn(a, b).block_until_ready(), repeats)
+        rows.append(dict(column="mkl", dtype="bfloat16 -> float32", seconds=seconds))
     if _has_torch():
         import torch
 
@@ -117,6 +125,18 @@ def forward_rows(s: dict, batch: int, length: int, repeats: int) -> list[dict]:
     return rows
 
 
+def _mkl_gemm():
+    """`codonnt_eqx.cpu.mkl_gemm` where its library builds here, else None."""
+    from codonnt_eqx.cpu import MklGemmUnavailable, mkl_gemm, mkl_gemm_library
+
+    try:
+        mkl_gemm_library()
+    except MklGemmUnavailable as e:
+        print(f"no MKL row: {e}", file=sys.stderr)
+        return None
+    return mkl_gemm
+
+
 def _has_torch() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
 
@@ -141,7 +161,10 @@ def main() -> None:
         env.update(torch=metadata.version("torch"), transformers=metadata.version("transformers"))
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     units = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    from codonnt_eqx.cpu import cpu_vendor, mkl_gemm_available
+
     env.update(cpu_model=cpu_model(), bf16_units=units, load_start=load_start, load_end=load_end)
+    env.update(cpu_vendor=cpu_vendor(), mkl_used_by_model=mkl_gemm_available())
     result = {
         "command": "python bench/cpu_bf16.py " + " ".join(sys.argv[1:]),
         "gemm": gemm,
@@ -154,6 +177,9 @@ def main() -> None:
     lines = [
         f"# bfloat16 on the CPU: {env['cpu_model']} ({env['cpu_count']} cores, bf16 units: "
         f"{', '.join(units) or 'none'}); jax {env['jax']}, torch {env.get('torch')}",
+        "",
+        f"{env['cpu_vendor'] or 'unknown vendor'}; mkl used by the model's bfloat16 products: "
+        f"{'yes' if env['mkl_used_by_model'] else 'no'}",
         "",
         f"`{result['command']}`; load average {load_start[0]:.2f} -> {load_end[0]:.2f}",
         "",

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from codonnt_eqx.cpu import MklGemmUnavailable, mkl_gemm, mkl_gemm_available, mkl_gemm_library
+from codonnt_eqx.cpu import (
+    MklGemmUnavailable,
+    bf16_units,
+    cpu_vendor,
+    mkl_gemm,
+    mkl_gemm_available,
+    mkl_gemm_library,
+    mkl_pays,
+)
 from codonnt_eqx.model import linear_product
 
 
@@ -75,7 +83,7 @@ def test_bad_operands_are_refused_before_running():
         mkl_gemm(bf16((2, 3), 0), bf16((4, 2), 1))
 
 
-@pytest.mark.skipif(not mkl_gemm_available(), reason="this CPU has no bfloat16 units")
+@pytest.mark.skipif(not mkl_gemm_available(), reason="not an Intel CPU with bfloat16 units")
 def test_the_model_product_runs_on_mkl_on_this_cpu_and_agrees_with_xla():
     x, w = bf16((2, 6, 8), 3).astype(jnp.float32), bf16((5, 8), 4).astype(jnp.float32)
 
@@ -92,3 +100,26 @@ def test_the_model_product_runs_on_mkl_on_this_cpu_and_agrees_with_xla():
     g = (2 * y).astype(ml_dtypes.bfloat16).astype(np.float64)  # the cotangent, rounded
     np.testing.assert_allclose(dx, g @ wr, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dw, np.einsum("bln,bld->nd", g, xr), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "units", "pays"),
+    [
+        ("GenuineIntel", ("amx_bf16", "avx512_bf16"), True),
+        ("GenuineIntel", ("avx512_bf16",), True),
+        ("GenuineIntel", (), False),  # MKL would emulate bfloat16
+        ("AuthenticAMD", ("avx512_bf16",), False),  # MKL runs it at float32 speed there
+        ("AuthenticAMD", (), False),
+        ("", ("avx512_bf16",), False),
+    ],
+)
+def test_mkl_is_chosen_only_on_intel_cpus_with_bfloat16_units(vendor, units, pays):
+    assert mkl_pays(vendor, units) is pays
+
+
+def test_the_model_product_uses_mkl_exactly_where_it_pays_on_this_cpu():
+    x, w = bf16((6, 8), 5).astype(jnp.float32), bf16((5, 8), 6).astype(jnp.float32)
+    text = jax.jit(lambda x, w: linear_product(x, w, jnp.bfloat16)).lower(x, w).as_text()
+    expected = mkl_pays(cpu_vendor(), bf16_units())
+    assert ("codonnt_mkl_bf16_gemm" in text) is expected
+    assert mkl_gemm_available() is expected

@@ -7,8 +7,9 @@ faster (bench/results/cpu_bf16*.md). JAX's transpose of such a product would run
 backward in float32, so the backward is written here: dX and dW are bfloat16 products with
 float32 accumulation too, and dW is returned in float32 (the parameters' dtype) without a
 bfloat16 rounding. XLA:CPU has no fast kernel for dW's layout (both operands contracted over
-their rows: it falls back to float32), so on a CPU with bfloat16 units and MKL installed (the
-`cpu-bf16` extra) every bfloat16 product here runs through MKL instead (`codonnt_eqx.cpu`),
+their rows: it falls back to float32), so on an Intel CPU with bfloat16 units and MKL
+installed (the `cpu-bf16` extra) every bfloat16 product here runs through MKL instead
+(`codonnt_eqx.cpu`; on AMD MKL's bfloat16 GEMM is no faster than float32, so XLA's is kept),
 chosen per platform when compiled (`platform_dependent`: a GPU or TPU compile never sees it).
 On GPUs and TPUs it is the usual mixed-precision matmul.
 """

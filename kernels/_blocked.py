@@ -12,10 +12,13 @@ at once, or 128 queries, were 1.5-2x slower). Timings: bench/results/attention_c
 
 On a CPU the time goes in passes over the [block, L] score tiles, not in the matmuls, so every
 per-element step here is written to touch a tile as few times as possible: the scale is applied
-to the [block, D] queries, key padding is one additive 0 / -inf row fused into the exponential,
-and the output is normalised after the weighted sum ([block, D]) rather than the probabilities
-([block, L]). The rule is `masked_softmax`'s (a padded key gets exactly zero weight; a row
-with no valid key gives zeros); tests check the two agree.
+to the [block, D] queries, padded keys copy a real one (so the row maximum needs no mask) and
+are zeroed in the exponential's pass, and the output is normalised after the weighted sum
+([block, D]) rather than the probabilities ([block, L]). The rule is `masked_softmax`'s (a
+padded key gets exactly zero weight; a row with no valid key gives zeros); tests check the two
+agree. bfloat16 inputs stay bfloat16 in the products (float32 accumulation, softmax in float32,
+the probabilities rounded to bfloat16 for the weighted sum), which reaches the CPU's bfloat16
+dot units; other dtypes compute in float32.
 """
 
 from __future__ import annotations
@@ -44,14 +47,20 @@ def _untile(x, length: int):
     return x[:, :, :length]
 
 
-def _scores(q, k, bias, segments=None):
-    """q [H, B, bq, D] (scaled), k [H, B, L, D], bias [1, B, 1, L] -> [H, B, bq, L];
-    `segments`: None, or the query tile's ids [1, B, bq, 1] and the keys' [1, B, 1, L]."""
-    s = jnp.einsum("hbqd,hbkd->hbqk", q, k) + bias
+def _scores(q, k, valid, segments=None):
+    """q [H, B, bq, D] (scaled), k [H, B, L, D] -> float32 [H, B, bq, L]; `segments`: None,
+    or the query tile's ids [1, B, bq, 1] and the keys' [1, B, 1, L], which set the scores of
+    other segments' keys and of padded ones (`valid` [1, B, 1, L]) to -inf."""
+    s = _dot("hbqd,hbkd->hbqk", q, k)
     if segments is None:
         return s
     query_ids, key_ids = segments
-    return jnp.where(query_ids == key_ids, s, -jnp.inf)
+    return jnp.where((query_ids == key_ids) & valid, s, -jnp.inf)
+
+
+def _dot(spec: str, a, b):
+    """einsum of `a` (cast to `b`'s dtype) and `b`, accumulated and returned in float32."""
+    return jnp.einsum(spec, a.astype(b.dtype), b, preferred_element_type=jnp.float32)
 
 
 def _segment_tiles(segment_ids, block: int):
@@ -62,7 +71,7 @@ def _segment_tiles(segment_ids, block: int):
     return _query_tiles(ids, block), segment_ids[None, :, None, :]
 
 
-def _forward(q, k, v, bias, segment_ids, block):
+def _forward(q, k, v, valid, segment_ids, block):
     """Output and log-sum-exp per query; a query with no valid key gets output 0 and lse +inf
     (not -inf: the backward's exp(s - lse) must then be 0 rather than exp(-inf + inf))."""
     length = q.shape[2]
@@ -71,14 +80,17 @@ def _forward(q, k, v, bias, segment_ids, block):
 
     def tile(xs):
         qb, qids = xs
-        s = _scores(qb, k, bias, None if qids is None else (qids, key_ids))
-        # `initial`: a row with every key masked (all -inf) keeps a finite maximum.
+        s = _scores(qb, k, valid, None if qids is None else (qids, key_ids))
+        # `initial`: a row with every key masked (all -inf) keeps a finite maximum. Padded
+        # keys' scores are a real key's (see `_blocked_attention`), so they need no mask here.
         m = jnp.max(s, axis=-1, keepdims=True, initial=MASK_VALUE)
-        p = jnp.exp(s - m)
-        total = jnp.sum(p, axis=-1, keepdims=True)
+        # Rounded to the value dtype once, in the exponential's pass; the total sums the
+        # rounded weights, so the output is their exact normalised average.
+        p = jnp.where(valid, jnp.exp(s - m), 0.0).astype(v.dtype)
+        total = jnp.sum(p, axis=-1, keepdims=True, dtype=jnp.float32)
         # total >= 1 when a row has a valid key (its maximum contributes exp(0)), else 0.
         empty = total == 0.0
-        out = jnp.einsum("hbqk,hbkd->hbqd", p, v) / jnp.where(empty, 1.0, total)
+        out = _dot("hbqk,hbkd->hbqd", p, v) / jnp.where(empty, 1.0, total)
         return out, jnp.where(empty, jnp.inf, m + jnp.log(jnp.where(empty, 1.0, total)))
 
     out, lse = jax.lax.map(tile, (_query_tiles(q, block), query_ids))
@@ -86,17 +98,22 @@ def _forward(q, k, v, bias, segment_ids, block):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _blocked(q, k, v, bias, segment_ids, scale, block):
-    return _forward(q * scale, k, v, bias, segment_ids, block)[0]
+def _blocked(q, k, v, valid, segment_ids, scale, block):
+    return _forward(_scaled(q, scale), k, v, valid, segment_ids, block)[0]
 
 
-def _blocked_fwd(q, k, v, bias, segment_ids, scale, block):
-    out, lse = _forward(q * scale, k, v, bias, segment_ids, block)
-    return out, (q, k, v, bias, segment_ids, out, lse)
+def _scaled(q, scale: float):
+    """q * scale, rounded once to q's dtype."""
+    return (q.astype(jnp.float32) * scale).astype(q.dtype)
+
+
+def _blocked_fwd(q, k, v, valid, segment_ids, scale, block):
+    out, lse = _forward(_scaled(q, scale), k, v, valid, segment_ids, block)
+    return out, (q, k, v, valid, segment_ids, out, lse)
 
 
 def _blocked_bwd(scale, block, residuals, do):
-    q, k, v, bias, segment_ids, out, lse = residuals
+    q, k, v, valid, segment_ids, out, lse = residuals
     length = q.shape[2]
     # delta_i = sum_d O_id dO_id = sum_j P_ij dP_ij: the softmax backward's row term.
     delta = jnp.sum(out * do, axis=-1, keepdims=True)
@@ -108,17 +125,18 @@ def _blocked_bwd(scale, block, residuals, do):
         dk, dv = carry
         qb, dob, lseb, deltab, qids = xs
         segments = None if qids is None else (qids, key_ids)
-        p = jnp.exp(_scores(qb, k, bias, segments) - lseb)
-        ds = p * (jnp.einsum("hbqd,hbkd->hbqk", dob, v) - deltab)
-        dq = jnp.einsum("hbqk,hbkd->hbqd", ds, k) * scale
-        dk = dk + jnp.einsum("hbqk,hbqd->hbkd", ds, qb)
-        dv = dv + jnp.einsum("hbqk,hbqd->hbkd", p, dob)
+        p = jnp.where(valid, jnp.exp(_scores(qb, k, valid, segments) - lseb), 0.0)
+        ds = p * (_dot("hbqd,hbkd->hbqk", dob, v) - deltab)
+        dq = _dot("hbqk,hbkd->hbqd", ds, k) * scale
+        dk = dk + _dot("hbqk,hbqd->hbkd", ds, qb)
+        dv = dv + _dot("hbqk,hbqd->hbkd", p, dob.astype(v.dtype))
         return (dk, dv), dq
 
     # Scores from scaled queries, as in the forward; dk = dS^T (q * scale) takes the scale too.
-    xs = (*(_query_tiles(x, block) for x in (q * scale, do, lse, delta)), query_ids)
-    (dk, dv), dq = jax.lax.scan(tile, (jnp.zeros_like(k), jnp.zeros_like(v)), xs)
-    return _untile(dq, length), dk, dv, None, None
+    xs = (*(_query_tiles(x, block) for x in (_scaled(q, scale), do, lse, delta)), query_ids)
+    zeros = (jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32))
+    (dk, dv), dq = jax.lax.scan(tile, zeros, xs)
+    return _untile(dq, length).astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None, None
 
 
 _blocked.defvjp(_blocked_fwd, _blocked_bwd)
@@ -130,14 +148,21 @@ def _blocked_attention(
     """`blocked_attention` on checked, non-empty inputs."""
     batch, length = q.shape[:2]
     valid = key_padding(kv_lengths, batch, length)
-    k, v = zero_padded(valid[:, :, None, None], k, v)
+    rows = valid[:, :, None, None]
+    k, v = zero_padded(rows, k, v)
+    # Padded keys take the first key (zero if there is none): their scores then never exceed
+    # a real key's, so a row's maximum needs no masked pass over the [block, L] scores, and
+    # the mask is applied in the exponential's pass instead.
+    k = jnp.where(rows, k, k[:, :1])
+    # bfloat16 products reach the CPU's bfloat16 dot units (AVX512-BF16, AMX) when they
+    # accumulate in float32; every other dtype (float16 has no such units) computes in float32.
+    dtype = jnp.bfloat16 if q.dtype == jnp.bfloat16 else jnp.float32
     # [heads, 1, batch, length, dim]: the loop runs over heads, each body sees one.
-    heads_major = [x.astype(jnp.float32).transpose(2, 0, 1, 3)[:, None] for x in (q, k, v)]
-    bias = jnp.where(valid, 0.0, -jnp.inf)[None, :, None, :]
+    heads_major = [x.astype(dtype).transpose(2, 0, 1, 3)[:, None] for x in (q, k, v)]
     block = min(block, length)
-    out = jax.lax.map(lambda qkv: _blocked(*qkv, bias, segment_ids, scale, block), heads_major)[
-        :, 0
-    ]
+    out = jax.lax.map(
+        lambda qkv: _blocked(*qkv, valid[None, :, None, :], segment_ids, scale, block), heads_major
+    )[:, 0]
     return out.transpose(1, 2, 0, 3).astype(q.dtype)
 
 

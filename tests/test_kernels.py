@@ -243,6 +243,61 @@ def test_blocked_attention_over_several_query_blocks():
     check_against_oracle(fn, q, k, v, do, lengths, jnp.float32)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    shape=st.sampled_from([(1, 1, 1, 16), (2, 37, 2, 32), (2, 130, 3, 20)]),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+    block=st.sampled_from([1, 16, 64, 256]),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_blocked_attention_matches_float64_oracle_in_every_dtype(shape, dtype, block, seed, data):
+    """bfloat16 runs its products in bfloat16 (float32 accumulation): the same tolerance as
+    the flash kernels' must hold, forward and backward, over blocks and key lengths."""
+    from codonnt_eqx.kernels import blocked_attention
+
+    batch, length = shape[:2]
+    one_length = st.one_of(st.just(0), st.just(length), st.integers(0, length))
+    lengths = jnp.asarray(data.draw(st.lists(one_length, min_size=batch, max_size=batch)))
+    q, k, v, do = random_inputs(seed, shape, dtype)
+    fn = jax.jit(lambda q, k, v: blocked_attention(q, k, v, lengths, block=block))
+    check_against_oracle(fn, q, k, v, do, lengths, dtype)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("impl", ["blocked", "reference", "pallas"])
+def test_very_negative_scores_beside_padded_keys(impl, dtype):
+    """Every real score near -200: a padded key scoring 0 must not set the softmax's maximum
+    (exp(-200) underflows), so the output stays the mean of the real values."""
+    rng = np.random.default_rng(13)
+    batch, length, heads, dim = 2, 50, 2, 16
+    k = jnp.full((batch, length, heads, dim), 2.0, dtype).at[:, 30:].set(0.0)
+    q = jnp.full((batch, length, heads, dim), -25.0, dtype)  # q.k * 16**-0.5 = -200
+    v = jnp.asarray(rng.normal(size=(batch, length, heads, dim)), dtype)
+    lengths = jnp.array([30, 7])
+    out = attention(q, k, v, lengths, implementation=impl)
+    for b, n in enumerate((30, 7)):
+        expected = np.asarray(v[b, :n], np.float64).mean(0)
+        assert_close(out[b], np.broadcast_to(expected, out[b].shape), dtype, f"{impl} row {b}")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_blocked_garbage_in_padded_keys_never_leaks_in_every_dtype(dtype):
+    from codonnt_eqx.kernels import blocked_attention
+
+    q, k, v, do = random_inputs(14, (3, 70, 2, 32), dtype)
+    lengths = jnp.array([33, 0, 70])
+    k_bad = k.at[0, 33:].set(jnp.nan).at[1].set(jnp.inf)
+    v_bad = v.at[0, 33:].set(jnp.nan).at[1].set(-jnp.inf)
+    fn = lambda q, k, v: blocked_attention(q, k, v, lengths, block=16)  # noqa: E731
+    clean = value_and_grads(fn, q, k, v, do)
+    dirty = value_and_grads(fn, q, k_bad, v_bad, do)
+    for c, d in zip(clean, dirty, strict=True):
+        np.testing.assert_array_equal(np.asarray(d, np.float32), np.asarray(c, np.float32))
+    _, _, dk, dv = dirty
+    assert (dk[0, 33:] == 0).all() and (dv[0, 33:] == 0).all() and (dk[1] == 0).all()
+
+
 # --- One contract for every implementation -------------------------------------------------
 
 

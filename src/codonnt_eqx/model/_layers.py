@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import equinox as eqx
@@ -105,6 +106,21 @@ class RotaryEmbedding(eqx.Module):
         return y.astype(x.dtype)
 
 
+def _stacked_linear(layers: tuple, x: Float[Array, "length in"]) -> tuple[Array, ...]:
+    """Each layer applied to `x`; plain `Linear`s with biases as one product with their weights
+    stacked (one pass over `x`, one larger GEMM: faster on CPU, forward and backward), any
+    other layer (an adapter of fine-tuning) on its own."""
+    plain = all(type(layer) is Linear and layer.bias is not None for layer in layers)
+    if not plain or len({layer.options for layer in layers}) != 1:
+        return tuple(layer(x) for layer in layers)
+    dtype = layers[0].options.compute_dtype
+    weight = jnp.concatenate([layer.weight for layer in layers])
+    bias = jnp.concatenate([layer.bias for layer in layers])
+    y = linear_product(x, weight, dtype) + bias.astype(dtype)
+    sizes = [layer.weight.shape[0] for layer in layers]
+    return tuple(jnp.split(y, list(itertools.accumulate(sizes[:-1])), axis=-1))
+
+
 class SelfAttention(eqx.Module):
     """Multi-head self-attention with biases, optional rotary embeddings and key padding.
 
@@ -131,9 +147,7 @@ class SelfAttention(eqx.Module):
     def _project(self, x, rotary):
         """Queries, keys and values [length, heads, head_dim], rotary applied."""
         split = (x.shape[0], self.num_heads, self.head_dim)
-        q = self.query(x).reshape(split)
-        k = self.key(x).reshape(split)
-        v = self.value(x).reshape(split)
+        q, k, v = (y.reshape(split) for y in _stacked_linear((self.query, self.key, self.value), x))
         if rotary is not None:
             q, k = RotaryEmbedding.apply(q, *rotary), RotaryEmbedding.apply(k, *rotary)
         return q, k, v

@@ -113,10 +113,9 @@ def _stacked_linear(layers: tuple, x: Float[Array, "length in"]) -> tuple[Array,
     plain = all(type(layer) is Linear and layer.bias is not None for layer in layers)
     if not plain or len({layer.options for layer in layers}) != 1:
         return tuple(layer(x) for layer in layers)
-    dtype = layers[0].options.compute_dtype
     weight = jnp.concatenate([layer.weight for layer in layers])
     bias = jnp.concatenate([layer.bias for layer in layers])
-    y = linear_product(x, weight, dtype) + bias.astype(dtype)
+    y = eqx.tree_at(lambda m: (m.weight, m.bias), layers[0], (weight, bias))(x)
     sizes = [layer.weight.shape[0] for layer in layers]
     return tuple(jnp.split(y, list(itertools.accumulate(sizes[:-1])), axis=-1))
 

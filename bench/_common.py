@@ -87,6 +87,14 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def _thp_mode() -> str | None:
+    try:
+        from codonnt_eqx.cpu import transparent_hugepages
+    except ImportError:  # a benchmark without the package still records its numbers
+        return None
+    return transparent_hugepages()
+
+
 def environment() -> dict[str, object]:
     def version(name: str) -> str | None:
         try:
@@ -100,6 +108,9 @@ def environment() -> dict[str, object]:
         "processor": platform.processor() or None,
         "cpu_count": os.cpu_count(),
         **{pkg: version(pkg) for pkg in ("numpy", "jax", "jaxlib", "equinox", "codonnt-eqx")},
+        # malloc's huge pages change XLA:CPU's step time (codonnt_eqx.cpu.hugepage_environment)
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+        "transparent_hugepages": _thp_mode(),
     }
     try:
         import jax

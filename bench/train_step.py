@@ -5,6 +5,7 @@
     python bench/train_step.py --batches 2 4 --columns torch ours-gelu-blocked
     python bench/train_step.py --tiny              # smoke test: a 2-layer toy, seconds
     python bench/train_step.py --dtypes float32 bfloat16   # both compute dtypes, one run
+    python bench/train_step.py --hugepages         # every column with malloc's huge pages
 
 A step is forward, backward and an Adam update of a masked-language-model loss (15% of the
 tokens selected, 80/10/10 mask/random/keep, cross-entropy on the selected ones), in each of
@@ -85,7 +86,9 @@ def random_tokens(batch: int, length: int, seed: int = 0):
 class RssSampler:
     """Peak resident set size (bytes) of this process, sampled in a thread while active."""
 
-    def __init__(self, interval: float = 0.01):
+    # 50 ms: a step takes seconds, and a thread waking more often took measurable time from
+    # the step on 2 cores.
+    def __init__(self, interval: float = 0.05):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -311,6 +314,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (default 3)")
     parser.add_argument("--tiny", action="store_true", help="2 layers x 64: a smoke test")
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--hugepages",
+        action="store_true",
+        help="start every column, PyTorch's too, with malloc's huge pages "
+        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as the codonnt-eqx command line does)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     add_out_argument(parser, "train_step")
     args = parser.parse_args()
@@ -326,6 +335,11 @@ def main() -> None:
     if "torch" in columns and not all(map(importlib.util.find_spec, ("torch", "transformers"))):
         columns.remove("torch")
         skipped["torch"] = "torch or transformers is not installed"
+    child_env = None
+    if args.hugepages:
+        from codonnt_eqx.cpu import hugepage_environment
+
+        child_env = hugepage_environment()
     load_start = os.getloadavg()
     rows = []
     runs = [(b, c, d) for b in args.batches for d in args.dtypes for c in columns]
@@ -334,7 +348,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", one, "--length", str(length)]
         cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
         cmd += ["--tiny"] if args.tiny else []
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
         if proc.returncode:
             sys.stderr.write(proc.stderr)
             raise SystemExit(f"{one} failed (exit {proc.returncode})")
@@ -359,6 +373,7 @@ def main() -> None:
     env.update(
         cpu_model=cpu_model(),
         xla_flags=os.environ.get("XLA_FLAGS"),
+        glibc_tunables=(child_env or os.environ).get("GLIBC_TUNABLES"),
         load_average_start=load_start,
         load_average_end=load_end,
     )
@@ -384,7 +399,9 @@ def main() -> None:
         f"preset); matmul GFLOP per step: "
         + ", ".join(f"{g:,.0f} at batch {b}" for b, g in result["step_gflop"].items())
         + f". Load average (1 min) {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the "
-        f"end (a column busy on every core adds about {env['cpu_count']} by itself).",
+        f"end (a column busy on every core adds about {env['cpu_count']} by itself). "
+        f"GLIBC_TUNABLES of every column: {env['glibc_tunables'] or 'none'} (transparent huge "
+        f"pages: {env['transparent_hugepages']}).",
         "",
         "| column | dtype | batch x length | s / step | tokens/s | vs torch | GFLOP/s "
         "| CPU s / step | compile s | step RSS MiB | peak RSS MiB | load |",

@@ -156,6 +156,16 @@ def test_the_command_line_restarts_only_for_commands_that_compute(monkeypatch, a
     assert restarted == ([True] if restarts else [])
 
 
+def test_restart_goes_on_in_this_process_when_exec_fails(monkeypatch):
+    def execve(path, argv, env):
+        raise PermissionError("not here")
+
+    monkeypatch.setattr(hp.os, "execve", execve)
+    monkeypatch.setattr(hp, "hugepages_pay", lambda: True)
+    monkeypatch.delenv(hp.OPT_OUT, raising=False)
+    assert restart_with_hugepages(["python", "x"]) is None
+
+
 # A child that mallocs and touches 64 MiB and prints how much of its memory is in huge pages.
 _CHILD = r"""
 import ctypes

@@ -1,13 +1,14 @@
 """Transparent huge pages for XLA:CPU's buffers, through glibc malloc's `hugetlb` tunable.
 
 XLA:CPU allocates a step's intermediates afresh on every call and frees them after, so each
-training step at Codon-NT size faults about 2.3 GB of new memory into the process in 4 KiB
-pages (578,000 page faults, ~2 s of kernel time per step on 2 cores) and walks it through a
-TLB of 4 KiB entries. With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` malloc asks the kernel for
-2 MiB pages (`madvise`), which the common `madvise` THP setting then grants: 1,400 faults a
-step, and the step ran about 20% faster (bench/results/amd_avx2/). glibc reads the tunable
-only when a process starts, so it is an environment for a new process: `hugepage_environment`
-builds it, and the command line (`codonnt-eqx pretrain`, ...) restarts itself with it.
+training step at Codon-NT size (2 x 1000 tokens) faults about 2.3 GB of new memory into the
+process in 4 KiB pages: 578,000 page faults and 1.9 CPU-seconds in the kernel per step on an
+AMD EPYC (Zen 3, 2 cores). With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` malloc asks for 2 MiB
+pages (`madvise`), which the common `madvise` THP setting grants: 1,400 faults and 0.4 s, and
+the step's median 9.6 -> 8.8 s over three interleaved pairs of runs (that VM's drift between
+runs is as large; bench/results/amd_avx2/). glibc reads the tunable only when a process
+starts, so it is an environment for a new process: `hugepage_environment` builds it, and the
+command line (`codonnt-eqx pretrain`, ...) restarts itself with it.
 """
 
 from __future__ import annotations
@@ -82,14 +83,17 @@ def hugepages_pay(
 def restart_with_hugepages(argv: Sequence[str] | None = None) -> None:
     """Replace this process (`os.execve`) by the same command, `argv` (default
     `sys.orig_argv`: interpreter options included), started with huge pages, where that
-    pays (`hugepages_pay`) and `CODONNT_EQX_HUGEPAGES` is not `"0"`; otherwise return and do
-    nothing. Call it first thing, before any input is read or output written: the new
-    process starts the command from the beginning."""
+    pays (`hugepages_pay`) and `CODONNT_EQX_HUGEPAGES` is not `"0"`; otherwise, or if the
+    process cannot be started again, return and do nothing. Call it first thing, before any
+    input is read or output written: the new process starts the command from the beginning."""
     if os.environ.get(OPT_OUT) == "0" or not hugepages_pay():
         return
     argv = list(sys.orig_argv if argv is None else argv)
-    if not argv:
+    if not argv or not sys.executable:  # an embedded interpreter: nothing to start again
         return
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execve(sys.executable, [sys.executable, *argv[1:]], hugepage_environment())
+    try:
+        os.execve(sys.executable, [sys.executable, *argv[1:]], hugepage_environment())
+    except OSError:  # not startable again (a sandbox): go on in this process, without
+        return

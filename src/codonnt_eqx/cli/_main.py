@@ -119,7 +119,8 @@ def run() -> None:
 
     A command that computes first restarts itself with huge pages for XLA:CPU's buffers where
     that pays (`codonnt_eqx.cpu.restart_with_hugepages`; `CODONNT_EQX_HUGEPAGES=0` keeps it
-    from doing so): about 20% off a CPU training step."""
+    from doing so): a CPU training step at Codon-NT size then spends 0.4 s in the kernel's
+    page faults instead of 1.9 (`codonnt_eqx/cpu/_hugepages.py`)."""
     if _COMPUTES.intersection(sys.argv[1:]):
         restart_with_hugepages()
     code = main()

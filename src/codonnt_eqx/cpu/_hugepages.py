@@ -50,13 +50,21 @@ def glibc_version() -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def _tunables(environ: Mapping[str, str]) -> list[str]:
+    return [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
+
+
+def _names_hugetlb(tunables: list[str]) -> bool:
+    return any(t.split("=", 1)[0] == TUNABLE for t in tunables)
+
+
 def hugepage_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of `environ` (default `os.environ`) whose `GLIBC_TUNABLES` also asks malloc for
     huge pages; tunables already there are kept, and one naming `hugetlb` stands (the user's
     choice, `=0` included)."""
     env = dict(os.environ if environ is None else environ)
-    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
-    if not any(t.split("=", 1)[0] == TUNABLE for t in tunables):
+    tunables = _tunables(env)
+    if not _names_hugetlb(tunables):
         tunables.append(f"{TUNABLE}=1")
     env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
@@ -76,7 +84,7 @@ def hugepages_pay(
     env = os.environ if environ is None else environ
     thp = transparent_hugepages() if thp is _THIS_MACHINE else thp
     glibc = glibc_version() if glibc is _THIS_MACHINE else glibc
-    named = any(t.split("=", 1)[0] == TUNABLE for t in env.get("GLIBC_TUNABLES", "").split(":"))
+    named = _names_hugetlb(_tunables(env))
     return thp == "madvise" and glibc is not None and glibc >= _FIRST_GLIBC and not named
 
 

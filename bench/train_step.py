@@ -22,6 +22,8 @@ Columns:
   `with_options(model, attention=<attention>, dtype="float32")`.
 - `ours-glu-<attention>`: the real `codon_nt` preset (swish GLU 2 x 2048, no FFN biases): the
   same matmul FLOPs as GELU 3072.
+- `<attention>`: `blocked` (XLA's), `xla`, `reference`, or `auto`, the model's default (on an
+  Intel CPU with the `cpu-bf16` extra: MKL's attention, `codonnt_eqx.cpu.mkl_attention`).
 
 Each (column, batch) runs in a fresh process, so that its peak resident memory is its own
 (`peak_rss`: the process's ru_maxrss, compile included; `step_rss`: the peak of the resident
@@ -53,6 +55,8 @@ COLUMNS = (
     "ours-gelu-xla",
     "ours-gelu-reference",
     "ours-glu-blocked",
+    "ours-gelu-auto",
+    "ours-glu-auto",
 )
 VOCAB, PAD, MASK, CLS = 75, 1, 2, 3
 FIRST_KMER = 6  # ids below are special tokens of KmerTokenizer(3)

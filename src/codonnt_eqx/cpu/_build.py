@@ -1,5 +1,5 @@
-"""Building the MKL GEMM custom call on first use: the machine's C++ compiler, XLA's FFI
-headers from jaxlib, MKL's headers and library from its wheels (`pip install
+"""Building the MKL custom calls (GEMM, attention) on first use: the machine's C++ compiler,
+XLA's FFI headers from jaxlib, MKL's headers and library from its wheels (`pip install
 'codonnt-eqx[cpu-bf16]'`). The shared library is cached per source, jax and MKL."""
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import tempfile
 
 import jax
 import jax.ffi
+
+# Compiled into one library: the bfloat16 GEMM and the float32 attention.
+_SOURCES = ("mkl_gemm.cc", "mkl_attention.cc")
 
 
 class MklGemmUnavailable(RuntimeError):
@@ -50,12 +53,14 @@ def mkl_gemm_library() -> ctypes.CDLL:
     if not sys.platform.startswith("linux"):
         raise MklGemmUnavailable("the MKL GEMM is built for Linux only")
     include, mkl = _mkl_paths()
-    source = importlib.resources.files("codonnt_eqx.cpu").joinpath("mkl_gemm.cc").read_bytes()
+    folder = importlib.resources.files("codonnt_eqx.cpu")
+    sources = {name: folder.joinpath(name).read_bytes() for name in _SOURCES}
     ffi_include = pathlib.Path(jax.ffi.include_dir())
-    key = hashlib.sha256(b"\0".join([source, jax.__version__.encode(), str(mkl).encode()]))
+    parts = [*sources.values(), jax.__version__.encode(), str(mkl).encode()]
+    key = hashlib.sha256(b"\0".join(parts))
     target = _cache_folder() / key.hexdigest()[:16] / "libcodonnt_mkl_gemm.so"
     if not target.is_file():
-        _compile(source, target, [ffi_include, include], mkl)
+        _compile(sources, target, [ffi_include, include], mkl)
     # MKL's OpenMP threads otherwise spin for 200 ms after each product, taking the cores
     # from XLA's own threads between products (measured 1.4-2x slower steps); read when
     # OpenMP starts, so set before the first product.
@@ -66,18 +71,19 @@ def mkl_gemm_library() -> ctypes.CDLL:
         raise MklGemmUnavailable(f"{target}: cannot be loaded ({e})") from None
 
 
-def _compile(source: bytes, target: pathlib.Path, includes, mkl: pathlib.Path) -> None:
+def _compile(sources: dict[str, bytes], target: pathlib.Path, includes, mkl: pathlib.Path) -> None:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise MklGemmUnavailable("no C++ compiler (g++ or $CXX) to build the MKL GEMM")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = pathlib.Path(tmp) / "mkl_gemm.cc"
-        src.write_bytes(source)
+        files = [pathlib.Path(tmp) / name for name in sources]
+        for file, source in zip(files, sources.values(), strict=True):
+            file.write_bytes(source)
         out = pathlib.Path(tmp) / target.name
         command = [
-            compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-            *(f"-I{i}" for i in includes), str(src), "-o", str(out),
+            compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-w",
+            *(f"-I{i}" for i in includes), *map(str, files), "-o", str(out),
             str(mkl), f"-Wl,-rpath,{mkl.parent}",
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)

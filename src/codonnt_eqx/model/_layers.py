@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..kernels import attention as attention_kernel  # pyright: ignore[reportMissingImports]
 from ..kernels import attention_weights  # pyright: ignore[reportMissingImports]
+from ._attend import attend
 from ._config import ModelConfig
 from ._matmul import linear_product
 from ._options import RunOptions
@@ -159,14 +159,8 @@ class SelfAttention(eqx.Module):
         segments: Int[Array, " length"] | None = None,
     ) -> Float[Array, "length embed"]:
         q, k, v = self._project(x, rotary)
-        out = attention_kernel(
-            q[None],
-            k[None],
-            v[None],
-            num_valid[None],
-            implementation=self.options.attention,
-            segment_ids=None if segments is None else segments[None],
-        )[0]
+        ids = None if segments is None else segments[None]
+        out = attend(q[None], k[None], v[None], num_valid[None], self.options.attention, ids)[0]
         return self.output(out.reshape(x.shape[0], -1))
 
     def weights(

@@ -32,7 +32,11 @@ def linear_product(
     """x @ weight.T computed in `dtype`: float32 as it is; a narrower dtype with its inputs
     rounded to it, float32 accumulation, and the result in `dtype`."""
     if jnp.dtype(dtype) == jnp.float32:
-        return jnp.dot(x.astype(jnp.float32), weight.T.astype(jnp.float32))
+        # Contracted in place, not as `weight.T`: a transposed copy would be a value of its
+        # own, which a scan over layers saves for the backward ([layers, in, out] written
+        # every step), where the weight itself is forwarded to it.
+        dims = (((x.ndim - 1,), (1,)), ((), ()))
+        return lax.dot_general(x.astype(jnp.float32), weight.astype(jnp.float32), dims)
     return _low_precision(x, weight, jnp.dtype(dtype))
 
 

@@ -1,0 +1,114 @@
+"""`mkl_attention`: self-attention with key padding on the CPU through MKL, forward and
+backward (custom calls of `mkl_attention.cc`), for the model's `attention="auto"` on CPU.
+
+XLA:CPU's blocked attention runs its [block, L] score tiles through several passes and its
+head_dim-32 products at about 100 GFLOP/s; PyTorch's attention took half its time on the
+same Intel Xeon (bench/results/intel_amx/). Here each (batch, head) pair runs on one core:
+its products are MKL GEMMs on strided rows, its exponentials MKL's vector exp.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.ffi
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from ._build import MklGemmUnavailable, mkl_gemm_library
+from ._gemm import cpu_vendor
+
+_FORWARD, _BACKWARD = "codonnt_mkl_attention_fwd", "codonnt_mkl_attention_bwd"
+
+
+@functools.cache
+def _register() -> None:
+    library = mkl_gemm_library()
+    for target, symbol in (
+        (_FORWARD, "codonnt_attention_fwd"),
+        (_BACKWARD, "codonnt_attention_bwd"),
+    ):
+        capsule = jax.ffi.pycapsule(getattr(library, symbol))
+        jax.ffi.register_ffi_target(target, capsule, platform="cpu")
+
+
+def mkl_attention_pays(vendor: str) -> bool:
+    """Whether MKL's attention beats XLA's blocked one on a CPU: measured on Intel; MKL
+    chooses its kernels by vendor, and on AMD it is unmeasured, so XLA's is kept there."""
+    return vendor == "GenuineIntel"
+
+
+@functools.cache
+def mkl_attention_available() -> bool:
+    """Whether `mkl_attention` runs here and pays (`mkl_attention_pays`), and the library
+    builds and registers."""
+    if not mkl_attention_pays(cpu_vendor()):
+        return False
+    try:
+        _register()
+    except MklGemmUnavailable:
+        return False
+    return True
+
+
+def mkl_attention(
+    q: Float[Array, "batch length heads dim"],
+    k: Float[Array, "*k_shape"],  # q's shape: checked here, with a message that says so
+    v: Float[Array, "*v_shape"],
+    kv_lengths: Int[Array, " _"],
+    scale: float | None = None,
+) -> Float[Array, "batch length heads dim"]:
+    """softmax(scale q k^T) v with keys at positions >= `kv_lengths[b]` given zero weight
+    (they never reach outputs or gradients); a query with no valid key gets 0. Computed in
+    float32 (other dtypes are rounded to it and back); differentiable in q, k, v; `jit` and
+    `vmap` work. CPU only: choose it with `jax.lax.platform_dependent` in code that may be
+    compiled for an accelerator."""
+    _register()
+    if not (q.shape == k.shape == v.shape) or q.ndim != 4:
+        raise ValueError(
+            f"q, k, v must be one shape [batch, length, heads, dim], got {q.shape}, {k.shape}, "
+            f"{v.shape}"
+        )
+    if kv_lengths.shape != q.shape[:1]:
+        raise ValueError(f"kv_lengths must be [batch] = {q.shape[:1]}, got {kv_lengths.shape}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    lengths = jnp.clip(kv_lengths.astype(jnp.int32), 0, q.shape[1])
+    out = _attention(*(x.astype(jnp.float32) for x in (q, k, v)), lengths, scale)
+    return jnp.asarray(out).astype(q.dtype)
+
+
+def _call(target: str, shapes, *args, scale: float):
+    call = jax.ffi.ffi_call(target, shapes, vmap_method="broadcast_all")
+    return call(*args, scale=np.float32(scale))
+
+
+def _forward(q, k, v, lengths, scale):
+    batch, length, heads, _ = q.shape
+    shapes = (
+        jax.ShapeDtypeStruct(q.shape, jnp.float32),
+        jax.ShapeDtypeStruct((batch, heads, length), jnp.float32),
+    )
+    return _call(_FORWARD, shapes, q, k, v, lengths, scale=scale)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _attention(q, k, v, lengths, scale):
+    return _forward(q, k, v, lengths, scale)[0]
+
+
+def _attention_fwd(q, k, v, lengths, scale):
+    out, lse = _forward(q, k, v, lengths, scale)
+    return out, (q, k, v, lengths, out, lse)
+
+
+def _attention_bwd(scale, residuals, dout):
+    q, k, v, lengths, out, lse = residuals
+    shapes = tuple(jax.ShapeDtypeStruct(q.shape, jnp.float32) for _ in range(3))
+    dq, dk, dv = _call(_BACKWARD, shapes, q, k, v, out, lse, dout, lengths, scale=scale)
+    return dq, dk, dv, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)

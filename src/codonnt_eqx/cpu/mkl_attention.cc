@@ -1,0 +1,234 @@
+// Self-attention with key padding on the CPU, forward and backward, as XLA FFI custom calls:
+// the flash algorithm (a tile of queries at a time, the probabilities recomputed in the
+// backward from the saved log-sum-exp) with every product one MKL float32 GEMM on strided
+// [length, heads, dim] rows (no transposed copies), the exponentials through MKL's VML, and
+// one (batch, head) pair per worker thread. Only the valid keys of a row are visited, so padded
+// keys never reach outputs or gradients, whatever they hold.
+#include <mkl.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kTile = 128;  // queries per tile: [128, length] scores stay in L2
+
+struct Layout {
+  int64_t batch, length, heads, dim;
+  int64_t row() const { return heads * dim; }  // stride between positions
+  int64_t pairs() const { return batch * heads; }
+  int64_t base(int64_t pair) const {  // first element of (batch, head) = pair
+    return (pair / heads) * length * row() + (pair % heads) * dim;
+  }
+};
+
+ffi::Error layout_of(ffi::Span<const int64_t> dims, ffi::Span<const int64_t> lengths,
+                     Layout* out) {
+  if (dims.size() < 3) return ffi::Error::InvalidArgument("attention: q must be [..., L, H, D]");
+  int64_t batch = 1;
+  for (size_t i = 0; i + 3 < dims.size(); ++i) batch *= dims[i];
+  int64_t count = 1;
+  for (int64_t d : lengths) count *= d;
+  if (count != batch) return ffi::Error::InvalidArgument("attention: one length per sequence");
+  const size_t r = dims.size();
+  *out = Layout{batch, dims[r - 3], dims[r - 2], dims[r - 1]};
+  return ffi::Error::Success();
+}
+
+int workers() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// f(pair, scratch) for every (batch, head) pair, spread over the CPUs this process may use;
+// MKL runs single-threaded inside each worker (the parallelism is over pairs).
+template <class F>
+void for_each_pair(int64_t pairs, int64_t scratch_floats, F f) {
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    const int previous = mkl_set_num_threads_local(1);
+    std::vector<float> scratch(scratch_floats);
+    for (int64_t p; (p = next.fetch_add(1)) < pairs;) f(p, scratch.data());
+    mkl_set_num_threads_local(previous);
+  };
+  const int64_t count = std::min<int64_t>(workers(), pairs);
+  std::vector<std::thread> pool;
+  for (int64_t i = 1; i < count; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
+int64_t valid_keys(const int32_t* lengths, const Layout& s, int64_t pair) {
+  return std::clamp<int64_t>(lengths[pair / s.heads], 0, s.length);
+}
+
+void zero_rows(float* x, int64_t rows, const Layout& s) {
+  for (int64_t i = 0; i < rows; ++i) std::fill_n(x + i * s.row(), s.dim, 0.0f);
+}
+
+// The row loops in 16 independent lanes, so that the compiler vectorises the reductions
+// without reassociating (no -ffast-math), cloned per instruction set and chosen at load time
+// (the library may be built on one machine and used on another of a shared home).
+#define CODONNT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+constexpr int kLanes = 16;
+
+CODONNT_CLONES float row_max(const float* x, int64_t n) {
+  float lanes[kLanes];
+  std::fill_n(lanes, kLanes, -std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], x[j + l]);
+  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j]);
+  return *std::max_element(lanes, lanes + kLanes);
+}
+
+CODONNT_CLONES float row_sum(const float* x, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
+  for (; j < n; ++j) lanes[0] += x[j];
+  float total = 0.0f;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
+// row <- exp(row - shift) over n entries.
+CODONNT_CLONES void exp_shifted(float* row, int64_t n, float shift) {
+  for (int64_t j = 0; j < n; ++j) row[j] -= shift;
+  vmsExp(n, row, row, VML_LA);
+}
+
+// ds <- p * (ds - delta): the softmax backward, in place over dP.
+CODONNT_CLONES void softmax_grad(const float* p, float* ds, int64_t n, float delta) {
+  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - delta);
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
+                   ffi::Buffer<ffi::S32> lengths, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::ResultBuffer<ffi::F32> lse, float scale) {
+  Layout s;
+  if (auto e = layout_of(q.dimensions(), lengths.dimensions(), &s); e.failure()) return e;
+  const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data();
+  const int32_t* len = lengths.typed_data();
+  float *po = out->typed_data(), *pl = lse->typed_data();
+  const int64_t ld = s.row();
+  for_each_pair(s.pairs(), kTile * s.length, [&](int64_t pair, float* scores) {
+    const int64_t base = s.base(pair), n = valid_keys(len, s, pair);
+    float* lse_row = pl + pair * s.length;  // lse is [batch, heads, length]
+    if (n == 0) {  // no valid key: output 0, lse +inf (the backward's exp(s - lse) is then 0)
+      zero_rows(po + base, s.length, s);
+      std::fill_n(lse_row, s.length, std::numeric_limits<float>::infinity());
+      return;
+    }
+    for (int64_t i0 = 0; i0 < s.length; i0 += kTile) {
+      const int64_t t = std::min(kTile, s.length - i0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, scale,
+                  pq + base + i0 * ld, ld, pk + base, ld, 0.0f, scores, n);
+      float total[kTile], top[kTile];
+      for (int64_t r = 0; r < t; ++r) {
+        float* row = scores + r * n;
+        top[r] = row_max(row, n);
+        exp_shifted(row, n, top[r]);
+        total[r] = row_sum(row, n);  // >= 1: the maximum contributes exp(0)
+      }
+      float* o = po + base + i0 * ld;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, s.dim, n, 1.0f, scores, n,
+                  pv + base, ld, 0.0f, o, ld);
+      for (int64_t r = 0; r < t; ++r) {
+        const float inv = 1.0f / total[r];
+        for (int64_t d = 0; d < s.dim; ++d) o[r * ld + d] *= inv;
+        lse_row[i0 + r] = top[r] + std::log(total[r]);
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
+                    ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
+                    ffi::Buffer<ffi::F32> dout, ffi::Buffer<ffi::S32> lengths,
+                    ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+                    ffi::ResultBuffer<ffi::F32> dv, float scale) {
+  Layout s;
+  if (auto e = layout_of(q.dimensions(), lengths.dimensions(), &s); e.failure()) return e;
+  const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data();
+  const float *po = out.typed_data(), *pl = lse.typed_data(), *pdo = dout.typed_data();
+  const int32_t* len = lengths.typed_data();
+  float *pdq = dq->typed_data(), *pdk = dk->typed_data(), *pdv = dv->typed_data();
+  const int64_t ld = s.row();
+  // Scratch: probabilities and their gradients, [tile, length] each.
+  for_each_pair(s.pairs(), 2 * kTile * s.length, [&](int64_t pair, float* scratch) {
+    const int64_t base = s.base(pair), n = valid_keys(len, s, pair);
+    const float* lse_row = pl + pair * s.length;
+    zero_rows(pdk + base, s.length, s);
+    zero_rows(pdv + base, s.length, s);
+    if (n == 0) {
+      zero_rows(pdq + base, s.length, s);
+      return;
+    }
+    float *p = scratch, *ds = scratch + kTile * n;
+    for (int64_t i0 = 0; i0 < s.length; i0 += kTile) {
+      const int64_t t = std::min(kTile, s.length - i0);
+      const float *qt = pq + base + i0 * ld, *dot = pdo + base + i0 * ld;
+      const float* ot = po + base + i0 * ld;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, scale, qt, ld,
+                  pk + base, ld, 0.0f, p, n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, 1.0f, dot, ld,
+                  pv + base, ld, 0.0f, ds, n);  // dP = dO V^T
+      for (int64_t r = 0; r < t; ++r) {
+        float* pr = p + r * n;
+        float* dsr = ds + r * n;
+        exp_shifted(pr, n, lse_row[i0 + r]);
+        // delta = sum_d O dO = sum_j P dP: the softmax backward's row term.
+        float delta = 0.0f;
+        for (int64_t d = 0; d < s.dim; ++d) delta += ot[r * ld + d] * dot[r * ld + d];
+        softmax_grad(pr, dsr, n, delta);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, s.dim, n, scale, ds, n,
+                  pk + base, ld, 0.0f, pdq + base + i0 * ld, ld);  // dQ = scale dS K
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, s.dim, t, scale, ds, n, qt, ld,
+                  1.0f, pdk + base, ld);  // dK += scale dS^T Q
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, s.dim, t, 1.0f, p, n, dot, ld,
+                  1.0f, pdv + base, ld);  // dV += P^T dO
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(codonnt_attention_fwd, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(codonnt_attention_bwd, Backward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale"));

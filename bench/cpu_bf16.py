@@ -14,9 +14,10 @@ says which); PyTorch float32 and bfloat16 (oneDNN).
 Forward: embeddings of a [batch, length] batch, 12 x 512, 16 heads of 32, rotary, GELU 3072
 (transformers' `EsmForMaskedLM` at the same architecture: `hidden_states[-1]` of the
 encoder, sdpa attention) and, ours only, the codon_nt preset (GLU 2 x 2048, same FLOPs).
-Ours: `with_options(model, attention="blocked", dtype=...)` under `jax.jit(jax.vmap(...))`;
-PyTorch bfloat16: the model cast with `.to(torch.bfloat16)` under `inference_mode`. Medians
-of `--repeats` timed calls after a warm-up one; compile time apart.
+Ours: `with_options(model, attention=--attention, dtype=...)` (`auto` by default, the model's
+own choice: on an Intel CPU with the `cpu-bf16` extra MKL's attention, else `blocked`) under
+`jax.jit(jax.vmap(...))`; PyTorch bfloat16: the model cast with `.to(torch.bfloat16)` under
+`inference_mode`. Medians of `--repeats` timed calls after a warm-up one; compile time apart.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def gemm_rows(repeats: int, shape=(2000, 512, 2048)) -> list[dict]:
     return rows
 
 
-def forward_rows(s: dict, batch: int, length: int, repeats: int) -> list[dict]:
+def forward_rows(s: dict, batch: int, length: int, repeats: int, attention: str) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
@@ -94,7 +95,7 @@ def forward_rows(s: dict, batch: int, length: int, repeats: int) -> list[dict]:
     for name, config in configs.items():
         model = NucleotideTransformer(config, key=jax.random.key(0))
         for dtype in ("float32", "bfloat16"):
-            fast = with_options(model, attention="blocked", dtype=dtype)
+            fast = with_options(model, attention=attention, dtype=dtype)
             fn = jax.jit(lambda m, t: jax.vmap(lambda x: m(x).embeddings)(t))
             start = time.perf_counter()
             compiled = fn.lower(fast, ids).compile()
@@ -144,6 +145,7 @@ def _has_torch() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--attention", default="auto", choices=["auto", "blocked", "xla"])
     parser.add_argument("--length", type=int, default=None, help="default 1000 (64 if --tiny)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="2 layers x 64: a smoke test")
@@ -152,7 +154,7 @@ def main() -> None:
     length = args.length or (64 if args.tiny else 1000)
     load_start = os.getloadavg()
     gemm = gemm_rows(args.repeats, (256, 64, 128) if args.tiny else (2000, 512, 2048))
-    forward = forward_rows(sizes(args.tiny), args.batch, length, args.repeats)
+    forward = forward_rows(sizes(args.tiny), args.batch, length, args.repeats, args.attention)
     load_end = os.getloadavg()
     env = environment()
     if _has_torch():
@@ -161,16 +163,19 @@ def main() -> None:
         env.update(torch=metadata.version("torch"), transformers=metadata.version("transformers"))
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     units = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    from codonnt_eqx.cpu import cpu_vendor, mkl_gemm_available
+    from codonnt_eqx.cpu import cpu_vendor, mkl_attention_available, mkl_gemm_available
 
     env.update(cpu_model=cpu_model(), bf16_units=units, load_start=load_start, load_end=load_end)
     env.update(cpu_vendor=cpu_vendor(), mkl_used_by_model=mkl_gemm_available())
+    attention_mkl = args.attention == "auto" and mkl_attention_available()
+    env.update(mkl_attention_used_by_model=attention_mkl)
     result = {
         "command": "python bench/cpu_bf16.py " + " ".join(sys.argv[1:]),
         "gemm": gemm,
         "forward": forward,
         "batch": args.batch,
         "length": length,
+        "attention": args.attention,
         "environment": env,
     }
     torch_fwd = {r["dtype"]: r["seconds"] for r in forward if r["column"] == "torch"}
@@ -180,6 +185,9 @@ def main() -> None:
         "",
         f"{env['cpu_vendor'] or 'unknown vendor'}; mkl used by the model's bfloat16 products: "
         f"{'yes' if env['mkl_used_by_model'] else 'no'}",
+        "",
+        f"Our attention: `{args.attention}`; MKL attention used by the model: "
+        f"{'yes' if env['mkl_attention_used_by_model'] else 'no'}",
         "",
         f"`{result['command']}`; load average {load_start[0]:.2f} -> {load_end[0]:.2f}",
         "",

@@ -89,6 +89,26 @@ def test_forward_and_gradients_match_float64(batch, length, heads, dim, data):
         np.testing.assert_allclose(np.asarray(g), w, rtol=2e-4, atol=2e-5 * (1 + np.abs(w).max()))
 
 
+@settings(max_examples=10, deadline=None)
+@given(
+    length=st.sampled_from([1, 33, 128, 200]),
+    dim=st.sampled_from([8, 32]),
+    data=st.data(),
+)
+def test_bfloat16_inputs_match_float64_within_bfloat16_rounding(length, dim, data):
+    lengths = np.array(data.draw(st.lists(st.integers(0, length), min_size=2, max_size=2)))
+    seed = data.draw(st.integers(0, 2**16))
+    q, k, v, dout = (normal((2, length, 2, dim), seed + i).astype(jnp.bfloat16) for i in range(4))
+    got = value_and_grads(q, k, v, jnp.asarray(lengths, jnp.int32), dout)
+    want = numpy_attention(q, k, v, lengths, dim**-0.5, dout)
+    # The probabilities and dS are rounded to bfloat16 (relative 2^-9) before their products,
+    # outputs and gradients to bfloat16 after: a few 2^-8 of the largest term.
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == jnp.bfloat16 and g.shape == w.shape
+        g = np.asarray(g, np.float64)
+        np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * (1 + np.abs(w).max()))
+
+
 def test_padded_keys_never_reach_outputs_or_gradients_even_as_nan():
     q, k, v, dout = (normal((2, 150, 2, 16), i) for i in range(4))
     lengths = jnp.array([150, 70], jnp.int32)

@@ -21,18 +21,22 @@ from jaxtyping import Array, Float, Int
 from ._build import MklGemmUnavailable, mkl_gemm_library
 from ._gemm import cpu_vendor
 
-_FORWARD, _BACKWARD = "codonnt_mkl_attention_fwd", "codonnt_mkl_attention_bwd"
+# The custom calls, by input dtype: `{name}_fwd`, `{name}_bwd` (the library's symbols
+# without the "mkl_").
+_TARGETS = {
+    jnp.dtype(jnp.float32): "codonnt_mkl_attention",
+    jnp.dtype(jnp.bfloat16): "codonnt_mkl_attention_bf16",
+}
 
 
 @functools.cache
 def _register() -> None:
     library = mkl_gemm_library()
-    for target, symbol in (
-        (_FORWARD, "codonnt_attention_fwd"),
-        (_BACKWARD, "codonnt_attention_bwd"),
-    ):
-        capsule = jax.ffi.pycapsule(getattr(library, symbol))
-        jax.ffi.register_ffi_target(target, capsule, platform="cpu")
+    for name in _TARGETS.values():
+        for part in ("fwd", "bwd"):
+            symbol = f"{name.replace('_mkl', '')}_{part}"
+            capsule = jax.ffi.pycapsule(getattr(library, symbol))
+            jax.ffi.register_ffi_target(f"{name}_{part}", capsule, platform="cpu")
 
 
 def mkl_attention_pays(vendor: str) -> bool:
@@ -62,10 +66,12 @@ def mkl_attention(
     scale: float | None = None,
 ) -> Float[Array, "batch length heads dim"]:
     """softmax(scale q k^T) v with keys at positions >= `kv_lengths[b]` given zero weight
-    (they never reach outputs or gradients); a query with no valid key gets 0. Computed in
-    float32 (other dtypes are rounded to it and back); differentiable in q, k, v; `jit` and
-    `vmap` work. CPU only: choose it with `jax.lax.platform_dependent` in code that may be
-    compiled for an accelerator."""
+    (they never reach outputs or gradients); a query with no valid key gets 0. bfloat16 inputs
+    stay bfloat16 in the products (float32 accumulation, softmax in float32, the
+    probabilities rounded to bfloat16), as the blocked kernel's; other dtypes compute in
+    float32. Returns q's dtype; differentiable in q, k, v; `jit` and `vmap` work. CPU only:
+    choose it with `jax.lax.platform_dependent` in code that may be compiled for an
+    accelerator."""
     _register()
     if not (q.shape == k.shape == v.shape) or q.ndim != 4:
         raise ValueError(
@@ -76,11 +82,13 @@ def mkl_attention(
         raise ValueError(f"kv_lengths must be [batch] = {q.shape[:1]}, got {kv_lengths.shape}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     lengths = jnp.clip(kv_lengths.astype(jnp.int32), 0, q.shape[1])
-    out = _attention(*(x.astype(jnp.float32) for x in (q, k, v)), lengths, scale)
+    dtype = jnp.bfloat16 if q.dtype == jnp.bfloat16 else jnp.float32
+    out = _attention(*(x.astype(dtype) for x in (q, k, v)), lengths, scale)
     return jnp.asarray(out).astype(q.dtype)
 
 
-def _call(target: str, shapes, *args, scale: float):
+def _call(part: str, shapes, *args, scale: float):
+    target = f"{_TARGETS[jnp.dtype(args[0].dtype)]}_{part}"
     call = jax.ffi.ffi_call(target, shapes, vmap_method="broadcast_all")
     return call(*args, scale=np.float32(scale))
 
@@ -91,7 +99,7 @@ def _forward(q, k, v, lengths, scale):
         jax.ShapeDtypeStruct(q.shape, jnp.float32),
         jax.ShapeDtypeStruct((batch, heads, length), jnp.float32),
     )
-    return _call(_FORWARD, shapes, q, k, v, lengths, scale=scale)
+    return _call("fwd", shapes, q, k, v, lengths, scale=scale)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -107,8 +115,9 @@ def _attention_fwd(q, k, v, lengths, scale):
 def _attention_bwd(scale, residuals, dout):
     q, k, v, lengths, out, lse = residuals
     shapes = tuple(jax.ShapeDtypeStruct(q.shape, jnp.float32) for _ in range(3))
-    dq, dk, dv = _call(_BACKWARD, shapes, q, k, v, out, lse, dout, lengths, scale=scale)
-    return dq, dk, dv, None
+    dout = dout.astype(q.dtype)  # bfloat16 in the products, as the forward's
+    dq, dk, dv = _call("bwd", shapes, q, k, v, out, lse, dout, lengths, scale=scale)
+    return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype), None
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

@@ -1,6 +1,7 @@
 // Self-attention with key padding on the CPU, forward and backward, as XLA FFI custom calls:
 // the flash algorithm (a tile of queries at a time, the probabilities recomputed in the
-// backward from the saved log-sum-exp) with every product one MKL float32 GEMM on strided
+// backward from the saved log-sum-exp) with every product one MKL GEMM (float32, or bfloat16
+// operands with float32 accumulation, the probabilities rounded to bfloat16) on strided
 // [length, heads, dim] rows (no transposed copies), the exponentials through MKL's VML, and
 // one (batch, head) pair per worker thread. Only the valid keys of a row are visited, so padded
 // keys never reach outputs or gradients, whatever they hold.
@@ -11,8 +12,10 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -115,17 +118,64 @@ CODONNT_CLONES void softmax_grad(const float* p, float* ds, int64_t n, float del
   for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - delta);
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
+// One GEMM, C = alpha op(A) op(B) + beta C (row-major), in float32 or, for bfloat16 operands,
+// MKL's bfloat16 GEMM with float32 accumulation and result (AMX / AVX512-BF16 where present).
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+              n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const MKL_BF16* a,
+          int64_t lda, const MKL_BF16* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_gemm_bf16bf16f32(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                         tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                         ldc);
+}
+
+float to_float(float x) { return x; }
+float to_float(MKL_BF16 x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// The probabilities (float32) as the second GEMM's operand: themselves, or rounded to
+// bfloat16 (nearest, ties to even) into `scratch`. NaN cannot occur (they are in [0, 1]).
+const float* operand(const float* p, int64_t, float*) { return p; }
+CODONNT_CLONES const MKL_BF16* operand(const float* p, int64_t count, MKL_BF16* scratch) {
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    scratch[i] = static_cast<MKL_BF16>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+  }
+  return scratch;
+}
+
+// Elements of scratch a worker needs beyond its float32 [tile, length] buffers: a rounded
+// copy of one for bfloat16 operands.
+template <class T>
+constexpr int64_t narrow_copies() {
+  return std::is_same_v<T, float> ? 0 : 1;
+}
+
+template <class T, ffi::DataType D>
+ffi::Error Forward(ffi::Buffer<D> q, ffi::Buffer<D> k, ffi::Buffer<D> v,
                    ffi::Buffer<ffi::S32> lengths, ffi::ResultBuffer<ffi::F32> out,
                    ffi::ResultBuffer<ffi::F32> lse, float scale) {
   Layout s;
   if (auto e = layout_of(q.dimensions(), lengths.dimensions(), &s); e.failure()) return e;
-  const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data();
+  auto data = [](auto& b) { return reinterpret_cast<const T*>(b.typed_data()); };
+  const T *pq = data(q), *pk = data(k), *pv = data(v);
   const int32_t* len = lengths.typed_data();
   float *po = out->typed_data(), *pl = lse->typed_data();
-  const int64_t ld = s.row();
-  for_each_pair(s.pairs(), kTile * s.length, [&](int64_t pair, float* scores) {
+  const int64_t ld = s.row(), tile_floats = kTile * s.length;
+  const int64_t scratch = tile_floats + (narrow_copies<T>() * tile_floats + 1) / 2 + 1;
+  for_each_pair(s.pairs(), scratch, [&](int64_t pair, float* buffer) {
     const int64_t base = s.base(pair), n = valid_keys(len, s, pair);
+    float* scores = buffer;
+    T* narrow = reinterpret_cast<T*>(buffer + tile_floats);
     float* lse_row = pl + pair * s.length;  // lse is [batch, heads, length]
     if (n == 0) {  // no valid key: output 0, lse +inf (the backward's exp(s - lse) is then 0)
       zero_rows(po + base, s.length, s);
@@ -134,8 +184,8 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer
     }
     for (int64_t i0 = 0; i0 < s.length; i0 += kTile) {
       const int64_t t = std::min(kTile, s.length - i0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, scale,
-                  pq + base + i0 * ld, ld, pk + base, ld, 0.0f, scores, n);
+      gemm(false, true, t, n, s.dim, scale, pq + base + i0 * ld, ld, pk + base, ld, 0.0f, scores,
+           n);
       float total[kTile], top[kTile];
       for (int64_t r = 0; r < t; ++r) {
         float* row = scores + r * n;
@@ -144,8 +194,8 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer
         total[r] = row_sum(row, n);  // >= 1: the maximum contributes exp(0)
       }
       float* o = po + base + i0 * ld;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, s.dim, n, 1.0f, scores, n,
-                  pv + base, ld, 0.0f, o, ld);
+      gemm(false, false, t, s.dim, n, 1.0f, operand(scores, t * n, narrow), n, pv + base, ld,
+           0.0f, o, ld);
       for (int64_t r = 0; r < t; ++r) {
         const float inv = 1.0f / total[r];
         for (int64_t d = 0; d < s.dim; ++d) o[r * ld + d] *= inv;
@@ -156,20 +206,22 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
-                    ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
-                    ffi::Buffer<ffi::F32> dout, ffi::Buffer<ffi::S32> lengths,
-                    ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
-                    ffi::ResultBuffer<ffi::F32> dv, float scale) {
+template <class T, ffi::DataType D>
+ffi::Error Backward(ffi::Buffer<D> q, ffi::Buffer<D> k, ffi::Buffer<D> v,
+                    ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse, ffi::Buffer<D> dout,
+                    ffi::Buffer<ffi::S32> lengths, ffi::ResultBuffer<ffi::F32> dq,
+                    ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv, float scale) {
   Layout s;
   if (auto e = layout_of(q.dimensions(), lengths.dimensions(), &s); e.failure()) return e;
-  const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data();
-  const float *po = out.typed_data(), *pl = lse.typed_data(), *pdo = dout.typed_data();
+  auto data = [](auto& b) { return reinterpret_cast<const T*>(b.typed_data()); };
+  const T *pq = data(q), *pk = data(k), *pv = data(v), *pdo = data(dout);
+  const float *po = out.typed_data(), *pl = lse.typed_data();
   const int32_t* len = lengths.typed_data();
   float *pdq = dq->typed_data(), *pdk = dk->typed_data(), *pdv = dv->typed_data();
-  const int64_t ld = s.row();
-  // Scratch: probabilities and their gradients, [tile, length] each.
-  for_each_pair(s.pairs(), 2 * kTile * s.length, [&](int64_t pair, float* scratch) {
+  const int64_t ld = s.row(), tile_floats = kTile * s.length;
+  // Probabilities and their gradients, [tile, length] each, and a rounded copy of one.
+  const int64_t scratch = 2 * tile_floats + (narrow_copies<T>() * tile_floats + 1) / 2 + 1;
+  for_each_pair(s.pairs(), scratch, [&](int64_t pair, float* buffer) {
     const int64_t base = s.base(pair), n = valid_keys(len, s, pair);
     const float* lse_row = pl + pair * s.length;
     zero_rows(pdk + base, s.length, s);
@@ -178,30 +230,27 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
       zero_rows(pdq + base, s.length, s);
       return;
     }
-    float *p = scratch, *ds = scratch + kTile * n;
+    float *p = buffer, *ds = buffer + kTile * n;
+    T* narrow = reinterpret_cast<T*>(buffer + 2 * tile_floats);
     for (int64_t i0 = 0; i0 < s.length; i0 += kTile) {
       const int64_t t = std::min(kTile, s.length - i0);
-      const float *qt = pq + base + i0 * ld, *dot = pdo + base + i0 * ld;
+      const T *qt = pq + base + i0 * ld, *dot = pdo + base + i0 * ld;
       const float* ot = po + base + i0 * ld;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, scale, qt, ld,
-                  pk + base, ld, 0.0f, p, n);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, s.dim, 1.0f, dot, ld,
-                  pv + base, ld, 0.0f, ds, n);  // dP = dO V^T
+      gemm(false, true, t, n, s.dim, scale, qt, ld, pk + base, ld, 0.0f, p, n);
+      gemm(false, true, t, n, s.dim, 1.0f, dot, ld, pv + base, ld, 0.0f, ds, n);  // dP = dO V^T
       for (int64_t r = 0; r < t; ++r) {
-        float* pr = p + r * n;
-        float* dsr = ds + r * n;
-        exp_shifted(pr, n, lse_row[i0 + r]);
+        exp_shifted(p + r * n, n, lse_row[i0 + r]);
         // delta = sum_d O dO = sum_j P dP: the softmax backward's row term.
         float delta = 0.0f;
-        for (int64_t d = 0; d < s.dim; ++d) delta += ot[r * ld + d] * dot[r * ld + d];
-        softmax_grad(pr, dsr, n, delta);
+        for (int64_t d = 0; d < s.dim; ++d) delta += ot[r * ld + d] * to_float(dot[r * ld + d]);
+        softmax_grad(p + r * n, ds + r * n, n, delta);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, s.dim, n, scale, ds, n,
-                  pk + base, ld, 0.0f, pdq + base + i0 * ld, ld);  // dQ = scale dS K
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, s.dim, t, scale, ds, n, qt, ld,
-                  1.0f, pdk + base, ld);  // dK += scale dS^T Q
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, s.dim, t, 1.0f, p, n, dot, ld,
-                  1.0f, pdv + base, ld);  // dV += P^T dO
+      const auto* dsn = operand(ds, t * n, narrow);
+      gemm(false, false, t, s.dim, n, scale, dsn, n, pk + base, ld, 0.0f, pdq + base + i0 * ld,
+           ld);                                                                  // dQ = scale dS K
+      gemm(true, false, n, s.dim, t, scale, dsn, n, qt, ld, 1.0f, pdk + base, ld);  // dK += scale dS^T Q
+      const auto* pn = operand(p, t * n, narrow);  // dS is used up: its copy can be reused
+      gemm(true, false, n, s.dim, t, 1.0f, pn, n, dot, ld, 1.0f, pdv + base, ld);  // dV += P^T dO
     }
   });
   return ffi::Error::Success();
@@ -209,26 +258,29 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(codonnt_attention_fwd, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<float>("scale"));
+#define CODONNT_ATTENTION(NAME, T, D)                                                   \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME##_fwd, (Forward<T, D>),                             \
+                                ffi::Ffi::Bind()                                         \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<ffi::S32>>()                        \
+                                    .Ret<ffi::Buffer<ffi::F32>>()                        \
+                                    .Ret<ffi::Buffer<ffi::F32>>()                        \
+                                    .Attr<float>("scale"));                              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME##_bwd, (Backward<T, D>),                            \
+                                ffi::Ffi::Bind()                                         \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<ffi::F32>>()                        \
+                                    .Arg<ffi::Buffer<ffi::F32>>()                        \
+                                    .Arg<ffi::Buffer<D>>()                               \
+                                    .Arg<ffi::Buffer<ffi::S32>>()                        \
+                                    .Ret<ffi::Buffer<ffi::F32>>()                        \
+                                    .Ret<ffi::Buffer<ffi::F32>>()                        \
+                                    .Ret<ffi::Buffer<ffi::F32>>()                        \
+                                    .Attr<float>("scale"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(codonnt_attention_bwd, Backward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<float>("scale"));
+CODONNT_ATTENTION(codonnt_attention, float, ffi::F32)
+CODONNT_ATTENTION(codonnt_attention_bf16, MKL_BF16, ffi::BF16)

@@ -20,6 +20,9 @@ from ._options import RunOptions
 # cos and sin tables [length, head_dim] of the rotary embedding.
 Rotary = tuple[Float[Array, "length head_dim"], Float[Array, "length head_dim"]]
 
+# A checkpoint policy: keep only the checkpointed function's inputs for the backward.
+_SAVE_NOTHING = jax.checkpoint_policies.nothing_saveable
+
 # Haiku's TruncatedNormal divides by this so that the truncated draw has the asked stddev.
 _TRUNCATED_STD = 0.87962566103423978
 
@@ -61,11 +64,18 @@ class LayerNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "length dim"]) -> Float[Array, "length dim"]:
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.weight + self.bias
-        return y.astype(x.dtype)
+        # Checkpointed (see `FeedForward`): the backward keeps x and recomputes the statistics.
+        return jax.checkpoint(_layer_norm, policy=_SAVE_NOTHING, static_argnums=(3,))(
+            x, self.weight, self.bias, self.eps
+        )
+
+
+def _layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + eps) * weight + bias
+    return y.astype(x.dtype)
 
 
 class RotaryEmbedding(eqx.Module):
@@ -194,16 +204,25 @@ class FeedForward(eqx.Module):
         self.activation = config.ffn_activation
 
     def __call__(self, x: Float[Array, "length embed"]) -> Float[Array, "length embed"]:
-        act = jax.nn.swish if self.activation == "swish" else _exact_gelu
-        h = self.fc1(x)
-        # The activation in float32, rounded once (as the rotary embedding's, and faster).
-        h32 = h.astype(jnp.float32)
-        if self.use_glu:
-            gate, linear = jnp.split(h32, 2, axis=-1)
-            h32 = act(gate) * linear
-        else:
-            h32 = act(h32)
-        return self.fc2(h32.astype(h.dtype))
+        # The activation and fc2 under a checkpoint that saves nothing: the backward keeps fc1's
+        # output alone and recomputes the activation from it (elementwise; fc2's product is
+        # not needed again), where autodiff would save each of the activation's intermediates
+        # (in a scan over layers, [layers, length, hidden] buffers written every step).
+        return jax.checkpoint(_activated, policy=_SAVE_NOTHING, static_argnums=(2, 3))(
+            self.fc2, self.fc1(x), self.use_glu, self.activation
+        )
+
+
+def _activated(fc2: Linear, h: Array, use_glu: bool, activation: str) -> Array:
+    act = jax.nn.swish if activation == "swish" else _exact_gelu
+    # The activation in float32, rounded once (as the rotary embedding's, and faster).
+    h32 = h.astype(jnp.float32)
+    if use_glu:
+        gate, linear = jnp.split(h32, 2, axis=-1)
+        h32 = act(gate) * linear
+    else:
+        h32 = act(h32)
+    return fc2(h32.astype(h.dtype))
 
 
 def _exact_gelu(x):

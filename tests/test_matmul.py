@@ -44,8 +44,10 @@ def test_forward_and_gradients_match_float64_on_the_rounded_inputs(rows, inner, 
     xr, wr, gr = rounded(x, dtype), rounded(w, dtype), rounded(g, dtype)
     ref = xr @ wr.T
     scale = np.abs(xr) @ np.abs(wr).T  # the size of the sum each entry rounds
+    # Below the dtype's normal range the rounding is absolute: half a subnormal step.
+    subnormal = float(ml_dtypes.finfo(DTYPES[dtype]).smallest_subnormal)
     np.testing.assert_array_less(
-        np.abs(np.asarray(y, np.float64) - ref), OUTPUT_RTOL[dtype] * scale + 1e-30
+        np.abs(np.asarray(y, np.float64) - ref), OUTPUT_RTOL[dtype] * scale + subnormal
     )
     dx, dw = pullback(jnp.asarray(g).astype(dtype))
     assert dx.dtype == dw.dtype == jnp.float32  # the primal dtypes, not the compute dtype

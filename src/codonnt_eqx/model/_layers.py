@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -123,11 +124,17 @@ def _stacked_linear(layers: tuple, x: Float[Array, "length in"]) -> tuple[Array,
     plain = all(type(layer) is Linear and layer.bias is not None for layer in layers)
     if not plain or len({layer.options for layer in layers}) != 1:
         return tuple(layer(x) for layer in layers)
-    weight = jnp.concatenate([layer.weight for layer in layers])
-    bias = jnp.concatenate([layer.bias for layer in layers])
-    y = eqx.tree_at(lambda m: (m.weight, m.bias), layers[0], (weight, bias))(x)
+    # Checkpointed (see `FeedForward`): the backward concatenates the weights again rather
+    # than keep the concatenation, a [layers, sum(out), in] buffer in a scan over layers.
+    y = jax.checkpoint(_concatenated, policy=_SAVE_NOTHING)(layers, x)
     sizes = [layer.weight.shape[0] for layer in layers]
     return tuple(jnp.split(y, list(itertools.accumulate(sizes[:-1])), axis=-1))
+
+
+def _concatenated(layers: tuple, x: Array) -> Array:
+    weight = jnp.concatenate([layer.weight for layer in layers])
+    bias = jnp.concatenate([layer.bias for layer in layers])
+    return eqx.tree_at(lambda m: (m.weight, m.bias), layers[0], (weight, bias))(x)
 
 
 class SelfAttention(eqx.Module):
@@ -213,7 +220,7 @@ class FeedForward(eqx.Module):
         )
 
 
-def _activated(fc2: Linear, h: Array, use_glu: bool, activation: str) -> Array:
+def _activated(fc2: Callable[[Array], Array], h: Array, use_glu: bool, activation: str) -> Array:
     act = jax.nn.swish if activation == "swish" else _exact_gelu
     # The activation in float32, rounded once (as the rotary embedding's, and faster).
     h32 = h.astype(jnp.float32)

@@ -69,13 +69,17 @@ def _low_precision(x, weight, dtype):
 def _low_precision_fwd(x, weight, dtype):
     xd, wd = x.astype(dtype), weight.astype(dtype)
     y = _product(_rows(xd), wd, trans_a=False, trans_b=True)
-    # The primal dtypes ride along as empty arrays (a residual must be an array).
+    # The primal dtypes ride along as empty arrays (a residual must be an array). The weight
+    # is saved as it came and rounded again in the backward: a scan over layers forwards its
+    # own input to the backward, where a rounded copy would be a [layers, out, in] buffer
+    # written every step.
     tags = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), weight.dtype))
-    return y.reshape(*x.shape[:-1], -1).astype(dtype), (xd, wd, tags)
+    return y.reshape(*x.shape[:-1], -1).astype(dtype), (xd, weight, tags)
 
 
 def _low_precision_bwd(dtype, residuals, g):
-    xd, wd, (x_tag, w_tag) = residuals
+    xd, weight, (x_tag, w_tag) = residuals
+    wd = weight.astype(dtype)
     g = _rows(g.astype(dtype))
     dx = _product(g, wd, trans_a=False, trans_b=False).reshape(xd.shape)  # g W
     dw = _product(g, _rows(xd), trans_a=True, trans_b=False)  # g^T X over every row

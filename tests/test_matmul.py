@@ -44,7 +44,8 @@ def test_forward_and_gradients_match_float64_on_the_rounded_inputs(rows, inner, 
     xr, wr, gr = rounded(x, dtype), rounded(w, dtype), rounded(g, dtype)
     ref = xr @ wr.T
     scale = np.abs(xr) @ np.abs(wr).T  # the size of the sum each entry rounds
-    # Below the dtype's normal range the rounding is absolute: half a subnormal step.
+    # Below the dtype's normal range the rounding is absolute (half a subnormal step; one
+    # step of slack).
     subnormal = float(ml_dtypes.finfo(DTYPES[dtype]).smallest_subnormal)
     np.testing.assert_array_less(
         np.abs(np.asarray(y, np.float64) - ref), OUTPUT_RTOL[dtype] * scale + subnormal

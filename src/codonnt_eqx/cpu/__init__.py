@@ -2,9 +2,9 @@
 (AMX, AVX512-BF16) of Intel CPUs through Intel MKL, as an XLA FFI custom call built on first
 use (the `cpu-bf16` extra: MKL's wheels and the machine's C++ compiler). Elsewhere (AMD) XLA's
 own bfloat16 dot is the faster one, and is used. Self-attention forward and backward through
-MKL's float32 GEMMs (`mkl_attention`), faster than XLA's on Intel. And the environment that
-gives XLA:CPU's buffers huge pages (`hugepage_environment`), with which the command line
-restarts itself.
+MKL's GEMMs, float32 or bfloat16 (`mkl_attention`), faster than XLA's on Intel. And the
+environment that gives XLA:CPU's buffers huge pages (`hugepage_environment`), with which the
+command line restarts itself.
 """
 
 from ._attention import mkl_attention as mkl_attention

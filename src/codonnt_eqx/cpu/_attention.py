@@ -80,7 +80,15 @@ def mkl_attention(
         )
     if kv_lengths.shape != q.shape[:1]:
         raise ValueError(f"kv_lengths must be [batch] = {q.shape[:1]}, got {kv_lengths.shape}")
+    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
+        raise TypeError(f"q, k, v must share one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not jnp.issubdtype(kv_lengths.dtype, jnp.integer):
+        raise TypeError(f"kv_lengths must be integers, got {kv_lengths.dtype}")
+    if q.shape[-1] == 0:
+        raise ValueError("head_dim must be at least 1")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
     lengths = jnp.clip(kv_lengths.astype(jnp.int32), 0, q.shape[1])
     dtype = jnp.bfloat16 if q.dtype == jnp.bfloat16 else jnp.float32
     out = _attention(*(x.astype(dtype) for x in (q, k, v)), lengths, scale)

@@ -141,14 +141,17 @@ float to_float(MKL_BF16 x) {
   return f;
 }
 
-// The probabilities (float32) as the second GEMM's operand: themselves, or rounded to
-// bfloat16 (nearest, ties to even) into `scratch`. NaN cannot occur (they are in [0, 1]).
+// P or dS (float32) as the next GEMM's operand: themselves, or rounded to bfloat16 (nearest,
+// ties to even) into `scratch`. A NaN stays a (quiet) NaN: rounding its bits could carry into
+// the exponent or sign and turn it into infinity or zero.
 const float* operand(const float* p, int64_t, float*) { return p; }
 CODONNT_CLONES const MKL_BF16* operand(const float* p, int64_t count, MKL_BF16* scratch) {
   for (int64_t i = 0; i < count; ++i) {
     uint32_t bits;
     std::memcpy(&bits, p + i, sizeof bits);
-    scratch[i] = static_cast<MKL_BF16>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    scratch[i] = static_cast<MKL_BF16>(nan ? (bits >> 16) | 0x40u : rounded);
   }
   return scratch;
 }

@@ -17,6 +17,8 @@ from ._blocks import MOSAIC_GPU_BLOCK_SIZES as MOSAIC_GPU_BLOCK_SIZES
 from ._blocks import BlockSizes as BlockSizes
 from ._blocks import candidate_block_sizes as candidate_block_sizes
 from ._blocks import default_block_sizes as default_block_sizes
+from ._contract import check_attention_inputs as check_attention_inputs
+from ._contract import empty_attention as empty_attention
 from ._flash import BACKENDS as BACKENDS
 from ._flash import flash_attention as flash_attention
 from ._reference import attention_weights as attention_weights

@@ -184,19 +184,27 @@ def test_a_nan_query_stays_nan_in_its_own_row_only_in_bfloat16():
     assert np.all(np.isnan(np.asarray(dk, np.float32)))  # every key saw the NaN row
 
 
+def test_no_lengths_means_every_key_and_empty_inputs_give_empty_outputs():
+    q, k, v = (normal((2, 9, 2, 4), i) for i in range(3))
+    full = mkl_attention(q, k, v, jnp.array([9, 9], jnp.int32))
+    np.testing.assert_allclose(np.asarray(mkl_attention(q, k, v)), np.asarray(full), rtol=1e-6)
+    empty = jnp.ones((2, 0, 2, 4))
+    assert mkl_attention(empty, empty, empty).shape == (2, 0, 2, 4)
+
+
 def test_bad_inputs_are_refused():
     x = jnp.ones((1, 4, 2, 8))
     with pytest.raises(ValueError, match="one shape"):
         mkl_attention(x, x[:, :3], x, jnp.ones((1,), jnp.int32))
     with pytest.raises(ValueError, match="kv_lengths"):
         mkl_attention(x, x, x, jnp.ones((2,), jnp.int32))
-    with pytest.raises(TypeError, match="float dtype"):
+    with pytest.raises(TypeError, match="one dtype"):
         mkl_attention(x, x.astype(jnp.bfloat16), x, jnp.ones((1,), jnp.int32))
     # Under the tests' jaxtyping checks the annotation refuses these first (a TypeError too).
-    with pytest.raises(TypeError, match="float dtype|Float"):
+    with pytest.raises(TypeError, match="one dtype|Float"):
         ints = jnp.ones((1, 4, 2, 8), jnp.int32)
         mkl_attention(ints, ints, ints, jnp.ones((1,), jnp.int32))
-    with pytest.raises(TypeError, match="integers|Int"):
+    with pytest.raises(TypeError, match="integer array|Int"):
         mkl_attention(x, x, x, jnp.ones((1,)))
     with pytest.raises(ValueError, match="head_dim"):
         empty = jnp.ones((1, 4, 2, 0))

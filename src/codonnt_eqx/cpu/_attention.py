@@ -10,7 +10,6 @@ its products are MKL GEMMs on strided rows, its exponentials MKL's vector exp.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.ffi
@@ -18,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._build import MklGemmUnavailable, mkl_gemm_library
+from ..kernels import check_attention_inputs, empty_attention  # pyright: ignore[reportMissingImports]
+from ._build import mkl_gemm_library, registers
 from ._gemm import cpu_vendor
 
 # The custom calls, by input dtype: `{name}_fwd`, `{name}_bwd` (the library's symbols
@@ -49,47 +49,30 @@ def mkl_attention_pays(vendor: str) -> bool:
 def mkl_attention_available() -> bool:
     """Whether `mkl_attention` runs here and pays (`mkl_attention_pays`), and the library
     builds and registers."""
-    if not mkl_attention_pays(cpu_vendor()):
-        return False
-    try:
-        _register()
-    except MklGemmUnavailable:
-        return False
-    return True
+    return mkl_attention_pays(cpu_vendor()) and registers(_register)
 
 
 def mkl_attention(
     q: Float[Array, "batch length heads dim"],
     k: Float[Array, "*k_shape"],  # q's shape: checked here, with a message that says so
     v: Float[Array, "*v_shape"],
-    kv_lengths: Int[Array, " _"],
+    kv_lengths: Int[Array, " _"] | None = None,
     scale: float | None = None,
 ) -> Float[Array, "batch length heads dim"]:
     """softmax(scale q k^T) v with keys at positions >= `kv_lengths[b]` given zero weight
-    (they never reach outputs or gradients); a query with no valid key gets 0. bfloat16 inputs
+    (they never reach outputs or gradients); a query with no valid key gets 0. The kernels'
+    contract (`codonnt_eqx.kernels.attention`): the same inputs, checks and errors. bfloat16 inputs
     stay bfloat16 in the products (float32 accumulation, softmax in float32, the
     probabilities rounded to bfloat16), as the blocked kernel's; other dtypes compute in
     float32. Returns q's dtype; differentiable in q, k, v; `jit` and `vmap` work. CPU only:
     choose it with `jax.lax.platform_dependent` in code that may be compiled for an
     accelerator."""
     _register()
-    if not (q.shape == k.shape == v.shape) or q.ndim != 4:
-        raise ValueError(
-            f"q, k, v must be one shape [batch, length, heads, dim], got {q.shape}, {k.shape}, "
-            f"{v.shape}"
-        )
-    if kv_lengths.shape != q.shape[:1]:
-        raise ValueError(f"kv_lengths must be [batch] = {q.shape[:1]}, got {kv_lengths.shape}")
-    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
-        raise TypeError(f"q, k, v must share one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not jnp.issubdtype(kv_lengths.dtype, jnp.integer):
-        raise TypeError(f"kv_lengths must be integers, got {kv_lengths.dtype}")
-    if q.shape[-1] == 0:
-        raise ValueError("head_dim must be at least 1")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale}")
-    lengths = jnp.clip(kv_lengths.astype(jnp.int32), 0, q.shape[1])
+    q, k, v, lengths, scale = check_attention_inputs(q, k, v, kv_lengths, scale)
+    if q.size == 0:
+        return empty_attention(q)
+    if lengths is None:
+        lengths = jnp.full(q.shape[:1], q.shape[1], jnp.int32)
     dtype = jnp.bfloat16 if q.dtype == jnp.bfloat16 else jnp.float32
     out = _attention(*(x.astype(dtype) for x in (q, k, v)), lengths, scale)
     return jnp.asarray(out).astype(q.dtype)

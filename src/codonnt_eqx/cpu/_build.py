@@ -14,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 import jax
 import jax.ffi
 
-# Compiled into one library: the bfloat16 GEMM and the float32 attention.
+# Compiled into one library: the bfloat16 GEMM and the attention (float32 and bfloat16).
 _SOURCES = ("mkl_gemm.cc", "mkl_attention.cc")
 
 
@@ -69,6 +70,16 @@ def mkl_gemm_library() -> ctypes.CDLL:
         return ctypes.CDLL(str(target))
     except OSError as e:
         raise MklGemmUnavailable(f"{target}: cannot be loaded ({e})") from None
+
+
+def registers(register: Callable[[], None]) -> bool:
+    """Whether `register()`, which builds and loads the library and registers custom calls
+    from it, succeeds here (False where it raises `MklGemmUnavailable`)."""
+    try:
+        register()
+    except MklGemmUnavailable:
+        return False
+    return True
 
 
 def _compile(sources: dict[str, bytes], target: pathlib.Path, includes, mkl: pathlib.Path) -> None:

@@ -10,7 +10,7 @@ import jax.ffi
 import jax.numpy as jnp
 from jaxtyping import Array, BFloat16, Float
 
-from ._build import MklGemmUnavailable, mkl_gemm_library
+from ._build import mkl_gemm_library, registers
 
 _TARGET = "codonnt_mkl_bf16_gemm"
 
@@ -48,13 +48,7 @@ def mkl_pays(vendor: str, units: tuple[str, ...]) -> bool:
 def mkl_gemm_available() -> bool:
     """Whether `mkl_gemm` runs here and pays (`mkl_pays`: an Intel CPU with bfloat16 units),
     and the library builds and registers (`mkl_gemm_library`)."""
-    if not mkl_pays(cpu_vendor(), bf16_units()):
-        return False
-    try:
-        _register()
-    except MklGemmUnavailable:
-        return False
-    return True
+    return mkl_pays(cpu_vendor(), bf16_units()) and registers(_register)
 
 
 @functools.cache

@@ -4,8 +4,10 @@ Triton and Mosaic GPU kernels) against reference JAX, XLA, cuDNN, JAX's bundled 
 forward+backward, bfloat16, with and without padding.
 
     python bench/attention.py                      # GPU/TPU: the full sweep
-    python bench/attention.py --lengths 256 512    # CPU: reference, XLA and blocked, and an
-                                                   # interpret-mode correctness check of ours
+    python bench/attention.py --lengths 256 512    # CPU: reference, XLA, blocked, MKL, torch,
+                                                   # and an interpret-mode check of ours
+    python bench/attention.py --lengths 1000 --head-dims 32 --tokens 2000 --model-dim 512 \
+        --dtype float32                            # CPU: Codon-NT's attention, batch 2
 
 Writes attention_<device>_jax<version>.{json,md,png} into --out (default: a scratch folder;
 `--out bench/results` for the committed ones). Times are medians of
@@ -93,6 +95,63 @@ def _hopper() -> bool:
     return int(str(capability).split(".")[0]) >= 9
 
 
+def _mkl_attention():
+    from codonnt_eqx.cpu import mkl_attention
+
+    return lambda q, k, v, n: mkl_attention(q, k, v, n)
+
+
+def _mkl_unavailable() -> str | None:
+    """Why `mkl_attention` cannot run here (None: it can), whether or not it pays on this CPU
+    (`mkl_attention_pays`): the benchmark is what measures that."""
+    try:
+        from codonnt_eqx.cpu import MklGemmUnavailable, mkl_gemm_library
+    except ImportError as error:
+        return f"codonnt_eqx.cpu does not import: {error}"
+    try:
+        mkl_gemm_library()  # one library holds the GEMM and the attention
+    except (MklGemmUnavailable, OSError) as error:
+        return f"the MKL library does not build or load here: {error}"
+    return None
+
+
+class TorchSdpa:
+    """PyTorch's `scaled_dot_product_attention` (CPU: its flash kernel) as a peer, on the same
+    [batch, length, heads, dim] values; padded keys masked out. Not a JAX function: timed by
+    `time_torch`, with no compile time."""
+
+    def __call__(self, q, k, v, lengths, mode: str):
+        import torch
+
+        def tensor(x):
+            # torch has no ml_dtypes' bfloat16: go through float32.
+            t = torch.from_numpy(np.array(x, np.float32)).to(_torch_dtype(x.dtype))
+            return t.transpose(1, 2).contiguous().requires_grad_(mode != "fwd")
+
+        tq, tk, tv = (tensor(x) for x in (q, k, v))
+        length = q.shape[1]
+        keep = torch.arange(length)[None, :] < torch.from_numpy(np.asarray(lengths))[:, None]
+        mask = None if bool(keep.all()) else keep[:, None, None, :]
+
+        def run():
+            with torch.inference_mode(mode == "fwd"):
+                out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask)
+            if mode != "fwd":
+                out.float().sum().backward()
+                for t in (tq, tk, tv):
+                    t.grad = None
+
+        return run
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[
+        jnp.dtype(dtype).name
+    ]
+
+
 def implementations(platform: str) -> tuple[dict, dict[str, str]]:
     """(name -> fn(q, k, v, lengths), name -> why it is not run here).
 
@@ -137,6 +196,18 @@ def implementations(platform: str) -> tuple[dict, dict[str, str]]:
         skipped["jax mosaic gpu, some shapes"] = (
             "no key padding, head_dim % 64 == 0 and length % 256 == 0 only: timed there"
         )
+    if platform != "cpu":
+        skipped["mkl (ours, cpu)"] = skipped["torch sdpa"] = f"CPU peers; platform is {platform}"
+    else:
+        why = _mkl_unavailable()
+        if why is None:
+            impls["mkl (ours, cpu)"] = _mkl_attention()
+        else:
+            skipped["mkl (ours, cpu)"] = why
+        if _module_exists("torch"):
+            impls["torch sdpa"] = TorchSdpa()
+        else:
+            skipped["torch sdpa"] = "torch is not installed"
     if platform != "gpu":
         skipped["tokamax"] = f"a GPU peer here; platform is {platform}"
     elif not _module_exists("tokamax"):
@@ -164,8 +235,11 @@ def compile_step(fn, q, k, v, lengths, mode: str) -> tuple[Callable, float]:
     return compiled, time.perf_counter() - start
 
 
-def time_one(fn, q, k, v, lengths, mode: str, repeats: int) -> tuple[float, float]:
-    """(compile seconds, median seconds of `repeats` runs after a warm-up)."""
+def time_one(fn, q, k, v, lengths, mode: str, repeats: int) -> tuple[float | None, float]:
+    """(compile seconds, median seconds of `repeats` runs after a warm-up); no compile time
+    for PyTorch."""
+    if isinstance(fn, TorchSdpa):
+        return None, median_seconds(fn(q, k, v, lengths, mode), repeats)
     step, compile_s = compile_step(fn, q, k, v, lengths, mode)
     return compile_s, median_seconds(lambda: jax.block_until_ready(step(q, k, v, lengths)), repeats)
 
@@ -183,6 +257,10 @@ def check_interpret_mode(dtype, backend: str = "gpu") -> float:
     ours = flash_attention(q, k, v, lengths, interpret=True, backend=backend)
     ref = attention(q, k, v, lengths, implementation="reference")
     return float(jnp.max(jnp.abs(ours.astype(jnp.float32) - ref.astype(jnp.float32))))
+
+
+def _compile_cell(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
 
 
 def plot(rows, path) -> bool:
@@ -225,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=32768, help="batch x length")
     parser.add_argument("--model-dim", type=int, default=2048, help="heads x head_dim")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--dtype", choices=("bfloat16", "float32", "float16"), default="bfloat16")
     add_out_argument(parser, "attention")
     args = parser.parse_args(argv)
 
@@ -232,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     impls, skipped = implementations(platform)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    dtype = jnp.bfloat16
+    dtype = jnp.dtype(args.dtype)
     rows = []
     rng = np.random.default_rng(0)
     for d in args.head_dims:
@@ -279,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     env = environment()
     result = {
         "command": "python bench/attention.py " + " ".join(argv),
-        "dtype": "bfloat16",
+        "dtype": args.dtype,
         "compile_method": "jax.jit(f).lower(...).compile(), apart from the timed runs",
         "skipped": skipped,
         "rows": rows,
@@ -292,9 +371,10 @@ def main(argv: list[str] | None = None) -> None:
             "bfloat16, mosaic_gpu": check_interpret_mode(jnp.bfloat16, "mosaic_gpu"),
         }
     device = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
-    name = f"attention_{device}_jax{jax.__version__}"
+    suffix = "" if args.dtype == "bfloat16" else f"_{args.dtype}"
+    name = f"attention_{device}_jax{jax.__version__}{suffix}"
     lines = [
-        f"# Attention benchmark on {env['device']} (jax {jax.__version__}, bfloat16)",
+        f"# Attention benchmark on {env['device']} (jax {jax.__version__}, {args.dtype})",
         "",
         f"`{result['command']}`",
         "",
@@ -304,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         f"| {r['impl']} | {r['mode']} | {r['length']} | {r['head_dim']} | {r['batch']} x "
         f"{r['heads']} | {r['padded']} | {r['seconds'] * 1e3:.3f} | {r['tflops']:.2f} | "
-        f"{r['compile_seconds']:.2f} | {r['load_1min']:.1f} |"
+        f"{_compile_cell(r['compile_seconds'])} | {r['load_1min']:.1f} |"
         for r in rows
     ]
     lines += [

@@ -41,7 +41,11 @@ def test_benchmark_script_runs(tmp_path, script, args):
     assert result["environment"]["python"]
     if script == "attention.py":  # what did not run is said, with the reason
         assert "platform is cpu" in result["skipped"]["cudnn"]
-        assert {r["impl"] for r in result["rows"]} == {"reference", "xla", "blocked"}
+        ran = {r["impl"] for r in result["rows"]}
+        assert {"reference", "xla", "blocked"} <= ran
+        for peer in ("mkl (ours, cpu)", "torch sdpa"):  # CPU peers: run, or said why not
+            assert (peer in ran) != (peer in result["skipped"])
+        assert ran <= {"reference", "xla", "blocked", "mkl (ours, cpu)", "torch sdpa"}
         for peer in ("ours mosaic gpu", "jax mosaic gpu", "tokamax"):
             assert "platform is cpu" in result["skipped"][peer]
         # both GPU kernels are still checked here, in their interpreters
@@ -89,3 +93,24 @@ def test_attention_benchmark_compiles_without_running(attention_bench):
     assert not runs  # the compile time contains no run
     jax.block_until_ready(compiled(*args))
     assert len(runs) == 1  # and the executable is the function
+
+
+def test_attention_benchmark_times_torch_sdpa_on_padded_keys(attention_bench):
+    """The PyTorch peer runs forward and backward on padded keys, and its masked values match
+    ours (so that its times are for the same computation)."""
+    torch = pytest.importorskip("torch")
+    rng = jax.random.split(jax.random.key(0), 3)
+    q, k, v = (jax.random.normal(r, (2, 40, 2, 8)) for r in rng)
+    lengths = jnp.array([40, 13])
+    sdpa = attention_bench.TorchSdpa()
+    for mode in ("fwd", "fwd+bwd"):
+        sdpa(q, k, v, lengths, mode)()
+    _, seconds = attention_bench.time_one(sdpa, q, k, v, lengths, "fwd+bwd", repeats=1)
+    assert seconds > 0
+    import numpy as np
+
+    t = [torch.from_numpy(np.asarray(x)).transpose(1, 2) for x in (q, k, v)]
+    keep = torch.arange(40)[None, :] < torch.tensor([40, 13])[:, None]
+    out = torch.nn.functional.scaled_dot_product_attention(*t, attn_mask=keep[:, None, None, :])
+    ref = attention_bench.attention(q, k, v, lengths, implementation="reference")
+    np.testing.assert_allclose(out.transpose(1, 2).numpy(), np.asarray(ref), atol=2e-5)

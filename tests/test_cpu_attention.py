@@ -214,9 +214,10 @@ def test_bad_inputs_are_refused():
 
 
 @pytest.mark.parametrize(
-    ("vendor", "pays"), [("GenuineIntel", True), ("AuthenticAMD", False), ("", False)]
+    ("vendor", "pays"),
+    [("GenuineIntel", True), ("AuthenticAMD", True), ("HygonGenuine", False), ("", False)],
 )
-def test_mkl_attention_is_chosen_on_intel_only(vendor, pays):
+def test_mkl_attention_is_chosen_on_intel_and_amd_only(vendor, pays):
     assert mkl_attention_pays(vendor) is pays
 
 

@@ -40,9 +40,10 @@ def _register() -> None:
 
 
 def mkl_attention_pays(vendor: str) -> bool:
-    """Whether MKL's attention beats XLA's blocked one on a CPU: measured on Intel; MKL
-    chooses its kernels by vendor, and on AMD it is unmeasured, so XLA's is kept there."""
-    return vendor == "GenuineIntel"
+    """Whether MKL's attention beats XLA's blocked one on a CPU of this vendor: measured on an
+    Intel Xeon (AMX) and an AMD EPYC Zen 3 (AVX2), training step included
+    (`bench/results/intel_amx`, `bench/results/amd_zen3`); other vendors keep XLA's."""
+    return vendor in ("GenuineIntel", "AuthenticAMD")
 
 
 @functools.cache

@@ -118,7 +118,7 @@ def _mkl_unavailable() -> str | None:
 class TorchSdpa:
     """PyTorch's `scaled_dot_product_attention` (CPU: its flash kernel) as a peer, on the same
     [batch, length, heads, dim] values; padded keys masked out. Not a JAX function: timed by
-    `time_torch`, with no compile time."""
+    `time_one`, with no compile time; `run()` returns the output."""
 
     def __call__(self, q, k, v, lengths, mode: str):
         import torch
@@ -140,6 +140,7 @@ class TorchSdpa:
                 out.float().sum().backward()
                 for t in (tq, tk, tv):
                     t.grad = None
+            return out
 
         return run
 

@@ -4,7 +4,8 @@ backward (custom calls of `mkl_attention.cc`), for the model's `attention="auto"
 XLA:CPU's blocked attention runs its [block, L] score tiles through several passes and its
 head_dim-32 products at about 100 GFLOP/s; PyTorch's attention took half its time on the
 same Intel Xeon (bench/results/intel_amx/). Here each (batch, head) pair runs on one core:
-its products are MKL GEMMs on strided rows, its exponentials MKL's vector exp.
+its products are MKL GEMMs on strided rows, its exponentials a vectorised polynomial fused
+with the row sum (forward) and the softmax backward (backward).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kTile = 64;  // queries per tile: [128, length] scores stay in L2
+constexpr int64_t kTile = 128;  // queries per tile: [128, length] scores stay in L2
 
 struct Layout {
   int64_t batch, length, heads, dim;
